@@ -1,0 +1,87 @@
+// edgevl bench: prefill and decode speed, load time and peak memory, like llama-bench's
+// pp/tg tests (random token ids, an empty cache per repetition, median reported).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/session.h"
+
+namespace edgevl::cli {
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  struct Opts {
+    std::string model, isa;
+    int threads = 0, p = 512, n = 128, r = 3;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("bench", "Measure prefill and decode tokens/s, load time and peak RSS");
+  cmd->add_option("-m,--model", o->model, "Model folder or .gguf file")->required();
+  cmd->add_option("-p,--prompt-tokens", o->p, "Prefill test: tokens in one batch (0 = skip)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-n,--gen-tokens", o->n, "Decode test: tokens generated one by one (0 = skip)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-r,--repetitions", o->r, "Repetitions; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
+  add_thread_option(cmd, o->threads);
+  cmd->add_option("--isa", o->isa, "Kernel set: auto, scalar, avx2, avx512, neon (default: EDGEVL_ISA or auto)");
+  cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
+  cmd->callback([o] {
+    Engine engine = Engine::load(o->model, o->threads, o->isa);
+    const ModelInfo& mi = engine.model->info();
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> tok(0, (int32_t)mi.vocab_size - 1);
+    std::vector<double> pp, tg;
+    for (int rep = 0; rep < o->r; ++rep) {
+      if (o->p > 0) {
+        Session s(engine, o->p);
+        std::vector<int32_t> prompt(o->p);
+        for (auto& t : prompt) t = tok(rng);
+        auto t0 = std::chrono::steady_clock::now();
+        s.feed(prompt);
+        double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        pp.push_back(o->p / sec);
+      }
+      if (o->n > 0) {
+        // Like llama-bench's tg test: decode from an empty cache, one token per step.
+        Session s(engine, o->n);
+        auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < o->n; ++i) s.feed({tok(rng)});
+        double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        tg.push_back(o->n / sec);
+      }
+      if (!o->json)
+        std::fprintf(stderr, "repetition %d/%d done\n", rep + 1, o->r);
+    }
+    const double pp_med = pp.empty() ? 0 : median(pp), tg_med = tg.empty() ? 0 : median(tg);
+    const int threads = engine.ctx->pool.size();
+    const char* isa = isa_name(engine.ctx->kernels.isa());
+    if (o->json) {
+      std::printf(
+          "{\"model\": \"%s\", \"architecture\": \"%s\", \"n_params\": %lld, \"threads\": %d, \"isa\": \"%s\", "
+          "\"prompt_tokens\": %d, \"gen_tokens\": %d, \"repetitions\": %d, \"prefill_tok_s\": %.3f, "
+          "\"decode_tok_s\": %.3f, \"load_ms\": %.1f, \"peak_rss_mb\": %.1f}\n",
+          o->model.c_str(), mi.architecture.c_str(), (long long)mi.n_params, threads, isa, o->p, o->n, o->r, pp_med,
+          tg_med, engine.load_ms, peak_rss_mib());
+    } else {
+      std::printf("model        %s (%s, %.3f B params)\n", o->model.c_str(), mi.architecture.c_str(), mi.n_params / 1e9);
+      std::printf("threads      %d, kernels %s\n", threads, isa);
+      std::printf("load         %.1f ms\n", engine.load_ms);
+      if (o->p > 0) std::printf("prefill pp%-4d %.2f tok/s (median of %d)\n", o->p, pp_med, o->r);
+      if (o->n > 0) std::printf("decode  tg%-4d %.2f tok/s (median of %d)\n", o->n, tg_med, o->r);
+      std::printf("peak RSS     %.1f MiB\n", peak_rss_mib());
+    }
+  });
+}
+
+}  // namespace edgevl::cli

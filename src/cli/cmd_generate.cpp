@@ -1,0 +1,55 @@
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/session.h"
+
+namespace edgevl::cli {
+
+void add_generate(CLI::App& app) {
+  struct Opts {
+    std::string model, prompt, ids;
+    int threads = 0, n = 128;
+    int64_t ctx = 4096;
+    GenerateOptions gen;
+    bool show_stats = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("generate", "Continue a prompt, streaming the text as it is produced");
+  cmd->add_option("-m,--model", o->model, "Model folder or .gguf file")->required();
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
+  cmd->add_option("--ids", o->ids, "Prompt as comma-separated token ids (instead of text)");
+  cmd->add_option("-n,--max-tokens", o->n, "Maximum new tokens")->capture_default_str();
+  add_thread_option(cmd, o->threads);
+  cmd->add_option("-c,--ctx", o->ctx, "Context length (positions in the KV cache)")->capture_default_str();
+  add_sampling_options(cmd, o->gen.sampling);
+  cmd->add_option("--stop", o->gen.stop_strings, "Stop before this string (repeatable)");
+  cmd->add_flag("--stats", o->show_stats, "Print token counts and speeds to stderr at the end");
+  cmd->callback([o] {
+    EV_CHECK(!o->prompt.empty() || !o->ids.empty(), "generate: give --prompt or --ids");
+    Engine engine = Engine::load(o->model, o->threads);
+    std::vector<int32_t> prompt =
+        o->ids.empty() ? engine.require_tokenizer().encode(o->prompt, true, true) : parse_id_list(o->ids);
+    o->gen.max_new_tokens = o->n;
+    Session session(engine, o->ctx);
+    GenerateResult r = session.generate(prompt, o->gen, [](const std::string& s) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    });
+    if (!engine.tokenizer) {  // no vocabulary: print ids
+      for (size_t i = 0; i < r.tokens.size(); ++i) std::printf("%s%d", i ? " " : "", r.tokens[i]);
+    }
+    std::printf("\n");
+    if (o->show_stats)
+      std::fprintf(stderr, "prompt %lld tokens in %.1f ms (%.1f tok/s); %zu new tokens in %.1f ms (%.2f tok/s); stop: %s\n",
+                   (long long)r.prompt_tokens, r.prefill_ms, r.prompt_tokens * 1000.0 / std::max(r.prefill_ms, 1e-9),
+                   r.tokens.size(), r.decode_ms, r.tokens.size() * 1000.0 / std::max(r.decode_ms, 1e-9),
+                   r.stop_reason.c_str());
+  });
+}
+
+}  // namespace edgevl::cli

@@ -1,0 +1,161 @@
+// The matmul driver: converts the activations once per call into the weight type's partner
+// format, then hands (activation rows x weight rows) tiles to the table's micro-kernel. Tiles are
+// handed out dynamically (an atomic counter), since on a shared machine threads run unevenly.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "kernels/table.h"
+
+namespace edgevl {
+
+namespace {
+
+// Scratch for converted activations. thread_local rather than per-call allocation: a decode
+// step makes hundreds of matmul calls and the buffer only ever grows to the largest one.
+std::vector<uint8_t>& act_scratch() {
+  thread_local std::vector<uint8_t> buf;
+  return buf;
+}
+std::vector<uint8_t>& act_panel_scratch() {
+  thread_local std::vector<uint8_t> buf;
+  return buf;
+}
+// Per-thread weight panel (one group of kPanelRows rows, unpacked); 64-byte aligned.
+uint8_t* panel_scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < bytes + 64) buf.resize(bytes + 64);
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+}
+
+void run_tasks(ThreadPool& pool, int64_t num_tasks, const std::function<void(int64_t)>& task) {
+  if (pool.size() == 1 || num_tasks == 1) {
+    for (int64_t t = 0; t < num_tasks; ++t) task(t);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  pool.run([&](int, int) {
+    for (int64_t t = next.fetch_add(1, std::memory_order_relaxed); t < num_tasks;
+         t = next.fetch_add(1, std::memory_order_relaxed))
+      task(t);
+  });
+}
+
+// The packed path: each group of kern::kPanelRows weight rows is unpacked once (per call) and
+// multiplied with all m activation rows while it sits in L1/L2.
+void matmul_panel(const KernelTable& t, const kern::PanelKernels& pk, ThreadPool& pool, const MatmulArgs& a,
+                  const uint8_t* act, size_t act_stride) {
+  const uint8_t* ap = act;
+  size_t ap_stride = act_stride;
+  if (pk.act_convert) {
+    ap_stride = (pk.act_row_bytes(a.k) + 63) & ~size_t(63);
+    std::vector<uint8_t>& buf = act_panel_scratch();
+    if (buf.size() < a.m * ap_stride + 64) buf.resize(a.m * ap_stride + 64);
+    uint8_t* dst = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+    auto convert = [&](int64_t b, int64_t e) {
+      pk.act_convert(a.k, act + b * act_stride, act_stride, e - b, dst + b * ap_stride, ap_stride);
+    };
+    if (a.m * a.k >= (1 << 16) && pool.size() > 1) {
+      pool.parallel_for(a.m, 1, convert);
+    } else {
+      convert(0, a.m);
+    }
+    ap = dst;
+  }
+  const int64_t R = kern::kPanelRows;
+  const int64_t num_panels = (a.n + R - 1) / R;
+  const size_t pbytes = pk.panel_bytes(a.k);
+  const auto* w = static_cast<const uint8_t*>(a.w);
+  run_tasks(pool, num_panels, [&](int64_t p) {
+    const int rows = (int)std::min<int64_t>(R, a.n - p * R);
+    uint8_t* panel = panel_scratch(pbytes);
+    pk.pack(a.k, w + p * R * a.w_row_bytes, a.w_row_bytes, rows, panel);
+    pk.kernel(a.k, panel, ap, ap_stride, a.m, a.y + p * R, a.ldy, rows);
+  });
+}
+
+constexpr int64_t kMaxRowsPerTile = 64;  // activation rows per task (a cache-sized panel)
+
+}  // namespace
+
+void matmul(const Kernels& kernels, ThreadPool& pool, const MatmulArgs& a) {
+  const int slot = kern::weight_slot(a.wtype);
+  EV_CHECK(slot >= 0, "matmul: weight type ", dtype_name(a.wtype), " is not supported");
+  const DTypeInfo& winfo = dtype_info_or_die(a.wtype);
+  EV_CHECK(a.k > 0 && a.k % winfo.block_size == 0, "matmul: k=", a.k, " is not a multiple of ", winfo.name,
+           "'s block size ", winfo.block_size);
+  EV_ASSERT(a.m >= 0 && a.n >= 0 && a.ldx >= a.k && a.ldy >= a.n);
+  EV_ASSERT(a.w_row_bytes >= row_bytes(a.wtype, a.k));
+  if (a.m == 0 || a.n == 0) return;
+
+  const KernelTable& t = kernels.table();
+  const kern::WeightKernels& wk = t.w[slot];
+  const DTypeInfo& ainfo = dtype_info_or_die(wk.act_type);
+  EV_CHECK(a.k % ainfo.block_size == 0, "matmul: k=", a.k, " is not a multiple of ", ainfo.name,
+           "'s block size ", ainfo.block_size, " (activations for ", winfo.name, " weights)");
+
+  // 1. Activations in the partner format, once per call (not once per weight row).
+  const uint8_t* act;
+  size_t act_stride;
+  if (wk.act_type == DType::F32) {
+    act = reinterpret_cast<const uint8_t*>(a.x);
+    act_stride = a.ldx * sizeof(float);
+  } else {
+    act_stride = row_bytes(wk.act_type, a.k);
+    std::vector<uint8_t>& buf = act_scratch();
+    if (buf.size() < a.m * act_stride + 64) buf.resize(a.m * act_stride + 64);
+    uint8_t* dst = buf.data();
+    auto convert = [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) wk.quantize_act(a.x + i * a.ldx, dst + i * act_stride, a.k);
+    };
+    if (a.m * a.k >= (1 << 16) && pool.size() > 1) {
+      pool.parallel_for(a.m, 1, convert);
+    } else {
+      convert(0, a.m);
+    }
+    act = dst;
+  }
+
+  if (wk.panel.pack && a.m >= wk.panel.min_m) {
+    matmul_panel(t, wk.panel, pool, a, act, act_stride);
+    return;
+  }
+
+  // 2. Tiles: mb activation rows x nb weight rows. Enough tiles for load balance (~8 per
+  // thread), each a multiple of the micro-kernel's tile. Tiles are ordered weight-block-major so
+  // a thread's consecutive tiles tend to reuse the weight block it just brought into cache.
+  const int mr = t.gemm_mr, nr = t.gemm_nr;
+  const int64_t mb = std::min<int64_t>(a.m, kMaxRowsPerTile);
+  const int64_t num_mb = (a.m + mb - 1) / mb;
+  const int64_t want_tiles = int64_t(pool.size()) * 8;
+  int64_t nb = (a.n * num_mb + want_tiles - 1) / want_tiles;
+  nb = std::clamp<int64_t>((nb + nr - 1) / nr * nr, nr, 256);
+  const int64_t num_nb = (a.n + nb - 1) / nb;
+  const int64_t num_tiles = num_mb * num_nb;
+  const auto* w = static_cast<const uint8_t*>(a.w);
+
+  auto run_tile = [&](int64_t tile) {
+    const int64_t n0 = (tile / num_mb) * nb, m0 = (tile % num_mb) * mb;
+    const int64_t n1 = std::min(a.n, n0 + nb), m1 = std::min(a.m, m0 + mb);
+    for (int64_t j = n0; j < n1; j += nr) {
+      const int nj = (int)std::min<int64_t>(nr, n1 - j);
+      for (int64_t i = m0; i < m1; i += mr) {
+        const int mi = (int)std::min<int64_t>(mr, m1 - i);
+        wk.gemm(a.k, w + j * a.w_row_bytes, a.w_row_bytes, nj, act + i * act_stride, act_stride, mi,
+                a.y + i * a.ldy + j, a.ldy);
+      }
+    }
+  };
+
+  run_tasks(pool, num_tiles, run_tile);
+}
+
+float dot_f32(const Kernels& kernels, const float* a, const float* b, int64_t n) {
+  return kernels.table().dot_f32(a, b, n);
+}
+
+}  // namespace edgevl

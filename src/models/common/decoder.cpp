@@ -1,0 +1,141 @@
+#include "models/common/decoder.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace edgevl {
+
+void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const nn::Rope& rope,
+                    int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out) {
+  const int64_t H = cfg.n_heads, Hkv = cfg.n_kv_heads, Dh = cfg.head_dim;
+  const int64_t pos0 = cache.size();
+  s.q.resize({T, H * Dh});
+  s.k.resize({T, Hkv * Dh});
+  s.v.resize({T, Hkv * Dh});
+  s.attn.resize({T, H * Dh});
+  ops::linear(ctx, w.q, xn, T, s.q.data(), w.q_bias.empty() ? nullptr : w.q_bias.f32());
+  ops::linear(ctx, w.k, xn, T, s.k.data(), w.k_bias.empty() ? nullptr : w.k_bias.f32());
+  ops::linear(ctx, w.v, xn, T, s.v.data(), w.v_bias.empty() ? nullptr : w.v_bias.f32());
+  // Gemma 3: RMSNorm over each head's query and key before RoPE.
+  if (!w.q_norm.empty()) ops::rms_norm(s.q.data(), w.q_norm.f32(), s.q.data(), T * H, Dh, cfg.rms_eps);
+  if (!w.k_norm.empty()) ops::rms_norm(s.k.data(), w.k_norm.f32(), s.k.data(), T * Hkv, Dh, cfg.rms_eps);
+  for (int64_t t = 0; t < T; ++t) {
+    rope.apply(s.q.row(t), H, Dh, pos0 + t);
+    rope.apply(s.k.row(t), Hkv, Dh, pos0 + t);
+    std::memcpy(cache.k(layer, pos0 + t), s.k.row(t), Hkv * Dh * sizeof(float));
+    std::memcpy(cache.v(layer, pos0 + t), s.v.row(t), Hkv * Dh * sizeof(float));
+  }
+  nn::AttentionShape a;
+  a.n_heads = H;
+  a.n_kv_heads = Hkv;
+  a.head_dim = Dh;
+  a.scale = cfg.attn_scale > 0 ? cfg.attn_scale : 1.0f / std::sqrt((float)Dh);
+  a.sliding_window = cfg.layer_sliding.empty() || !cfg.layer_sliding[layer] ? 0 : cfg.sliding_window;
+  nn::attention(ctx, a, s.q.data(), T, pos0, cache.k(layer), cache.v(layer), s.attn.data());
+  ops::linear(ctx, w.o, s.attn.data(), T, out, w.o_bias.empty() ? nullptr : w.o_bias.f32());
+}
+
+void gated_mlp(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const float* xn, int64_t T,
+               DecoderScratch& s, float* out) {
+  s.gate.resize({T, cfg.ffn});
+  s.up.resize({T, cfg.ffn});
+  ops::linear(ctx, w.gate, xn, T, s.gate.data());
+  ops::linear(ctx, w.up, xn, T, s.up.data());
+  ops::gated_act(cfg.act, s.gate.data(), s.up.data(), s.gate.data(), T * cfg.ffn);
+  ops::linear(ctx, w.down, s.gate.data(), T, out);
+}
+
+void embed_tokens(const WeightRef& table, std::span<const int32_t> tokens, float* x) {
+  const int64_t D = table.cols();
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    EV_CHECK(tokens[t] >= 0 && tokens[t] < table.rows(), "token id ", tokens[t], " is outside the vocabulary (",
+             table.rows(), " entries)");
+    ops::embedding_row(table, tokens[t], x + t * D);
+  }
+}
+
+void lm_logits(Context& ctx, const DecoderConfig& cfg, const DecoderWeights& w, const ForwardRequest& req,
+               const Tensor& x, Tensor& logits) {
+  const int64_t T = (int64_t)req.tokens.size();
+  const int64_t rows = req.all_logits ? T : 1;
+  const float* first = x.row(T - rows);
+  logits.resize({rows, cfg.vocab});
+  ops::linear(ctx, w.lm_head, first, rows, logits.data());
+}
+
+std::string hidden_state_name(int64_t i) { return str_cat("hidden_states.", i < 10 ? "0" : "", i); }
+
+int64_t count_parameters(const DecoderWeights& w) {
+  int64_t n = 0;
+  auto add = [&](const WeightRef& r) {
+    if (!r.empty()) n += r.rows() * r.cols();
+  };
+  add(w.embed);
+  add(w.final_norm);
+  if (w.lm_head.data != w.embed.data) add(w.lm_head);
+  for (const auto& l : w.layers)
+    for (const WeightRef* r : {&l.attn_norm, &l.q, &l.k, &l.v, &l.o, &l.q_bias, &l.k_bias, &l.v_bias, &l.o_bias,
+                               &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.ffn_norm, &l.gate, &l.up, &l.down,
+                               &l.post_ffn_norm})
+      add(*r);
+  return n;
+}
+
+namespace {
+void read_rope_fields(const nlohmann::json& p, nn::RopeConfig& r) {
+  auto num = [&](const char* k, double def) {
+    auto it = p.find(k);
+    return it != p.end() && it->is_number() ? it->get<double>() : def;
+  };
+  if (auto it = p.find("rope_type"); it != p.end() && it->is_string()) r.type = it->get<std::string>();
+  else if (auto it2 = p.find("type"); it2 != p.end() && it2->is_string()) r.type = it2->get<std::string>();
+  r.theta = num("rope_theta", r.theta);
+  r.factor = num("factor", r.factor);
+  r.low_freq_factor = num("low_freq_factor", r.low_freq_factor);
+  r.high_freq_factor = num("high_freq_factor", r.high_freq_factor);
+  r.original_max_position = num("original_max_position_embeddings", r.original_max_position);
+}
+}  // namespace
+
+nn::RopeConfig rope_from_hf(const HfConfig& hf, const std::string& layer_type, double default_theta) {
+  nn::RopeConfig r;
+  r.theta = default_theta;
+  const nlohmann::json& j = hf.json();
+  // transformers v5: rope_parameters, either one set or one per layer type.
+  if (auto it = j.find("rope_parameters"); it != j.end() && it->is_object()) {
+    if (!layer_type.empty() && it->contains(layer_type) && (*it)[layer_type].is_object())
+      read_rope_fields((*it)[layer_type], r);
+    else if (it->contains("rope_theta") || it->contains("rope_type"))
+      read_rope_fields(*it, r);
+    return r;
+  }
+  // Older files: rope_theta + rope_scaling; Gemma 3's sliding layers use rope_local_base_freq
+  // and no scaling.
+  if (layer_type == "sliding_attention" && j.contains("rope_local_base_freq")) {
+    r.theta = hf.get_float("rope_local_base_freq", default_theta);
+    return r;
+  }
+  r.theta = hf.get_float("rope_theta", default_theta);
+  if (auto it = j.find("rope_scaling"); it != j.end() && it->is_object()) read_rope_fields(*it, r);
+  if (r.type == "default" || r.type.empty()) r.type = "default";
+  return r;
+}
+
+nn::RopeConfig rope_from_gguf(const gguf::File& g, const std::string& arch) {
+  nn::RopeConfig r;
+  r.theta = g.get_float(arch + ".rope.freq_base").value_or(10000.0);
+  r.rotary_dim = g.get_int(arch + ".rope.dimension_count").value_or(0);
+  const std::string type = g.get_string(arch + ".rope.scaling.type").value_or("none");
+  const double factor = g.get_float(arch + ".rope.scaling.factor").value_or(1.0);
+  if (type == "linear" && factor != 1.0) {
+    r.type = "linear";
+    r.factor = factor;
+  } else if (type == "yarn") {
+    fail(g.path(), ": rope scaling 'yarn' is not supported yet");
+  }
+  return r;
+}
+
+}  // namespace edgevl

@@ -1,0 +1,75 @@
+// The pieces every Llama-like decoder shares: its configuration, one layer's weights, the
+// self-attention block (projections, optional q/k norm, RoPE, cache append, attention, output)
+// and the gated MLP. Families compose them in their own forward, which reads like the HF module.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/model.h"
+#include "models/weights.h"
+#include "nn/attention.h"
+#include "nn/rope.h"
+#include "tensor/ops.h"
+
+namespace edgevl {
+
+struct DecoderConfig {
+  int64_t vocab = 0, hidden = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn = 0;
+  float rms_eps = 1e-6f;
+  ops::Activation act = ops::Activation::Silu;
+  bool tie_embeddings = false;
+  bool attention_bias = false;
+  int64_t max_positions = 4096;
+  float attn_scale = 0;                  // 0: 1/sqrt(head_dim)
+  int64_t sliding_window = 0;
+  std::vector<bool> layer_sliding;       // per layer: sliding-window attention
+  nn::RopeConfig rope_global, rope_local;
+  int32_t bos_id = -1, eos_id = -1;
+};
+
+struct DecoderLayerWeights {
+  WeightRef attn_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm, post_attn_norm;
+  WeightRef ffn_norm, gate, up, down, post_ffn_norm;
+};
+
+struct DecoderWeights {
+  WeightRef embed, final_norm, lm_head;
+  std::vector<DecoderLayerWeights> layers;
+};
+
+// Scratch buffers reused across forward calls.
+struct DecoderScratch {
+  Tensor x, xn, q, k, v, attn, h, gate, up;
+};
+
+// Writes layer `layer`'s attention output for xn [T, D] into out [T, D]; appends K/V at
+// positions cache.size() .. + T. `norm_offset` is 1 for Gemma's (1 + w) q/k norms when the
+// weights were not shifted at load.
+void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const nn::Rope& rope,
+                    int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out);
+
+// out [T, D] = down(act(gate(xn)) * up(xn))
+void gated_mlp(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const float* xn, int64_t T,
+               DecoderScratch& s, float* out);
+
+// Embedding rows for T tokens (ids checked against the vocabulary) into x [T, D].
+void embed_tokens(const WeightRef& table, std::span<const int32_t> tokens, float* x);
+
+// Final norm + LM head for the rows wanted (all, or the last) into logits.
+void lm_logits(Context& ctx, const DecoderConfig& cfg, const DecoderWeights& w, const ForwardRequest& req,
+               const Tensor& x_final_normed, Tensor& logits);
+
+// "hidden_states.NN", the goldens' name for HF's output_hidden_states[i].
+std::string hidden_state_name(int64_t i);
+
+// Parameter count over all loaded weights (tied weights counted once).
+int64_t count_parameters(const DecoderWeights& w);
+
+// HF `rope_parameters` (v5) / `rope_theta` + `rope_scaling` (older files) for one layer type
+// ("full_attention" / "sliding_attention" / "" for a single set).
+nn::RopeConfig rope_from_hf(const HfConfig& hf, const std::string& layer_type, double default_theta);
+// GGUF `<arch>.rope.*` keys.
+nn::RopeConfig rope_from_gguf(const gguf::File& g, const std::string& arch);
+
+}  // namespace edgevl

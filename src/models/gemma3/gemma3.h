@@ -1,0 +1,8 @@
+#pragma once
+#include <memory>
+
+#include "models/model.h"
+
+namespace edgevl {
+std::unique_ptr<CausalLM> make_gemma3(std::unique_ptr<ModelSource> src);
+}

@@ -1,0 +1,54 @@
+// A causal language model: the interface every family implements, and the loader that picks
+// the family from a file's architecture (models/registry.cpp).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "models/source.h"
+#include "nn/kv_cache.h"
+#include "tensor/context.h"
+#include "tensor/tensor.h"
+
+namespace edgevl {
+
+struct ModelInfo {
+  std::string family;        // "llama", "gemma3", "granite"
+  std::string architecture;  // as the file names it (HF model_type or GGUF general.architecture)
+  int64_t vocab_size = 0, hidden = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, ffn = 0;
+  int64_t max_positions = 0;   // the model's trained context
+  int32_t bos_id = -1, eos_id = -1;
+  int64_t n_params = 0;        // from the loaded tensors
+};
+
+// A named intermediate activation, rows × cols float32 (e.g. "hidden_states.03").
+using ActivationTap = std::function<void(std::string_view name, const float* data, int64_t rows, int64_t cols)>;
+
+struct ForwardRequest {
+  std::span<const int32_t> tokens;  // T new tokens of one sequence, at positions cache.size() ...
+  bool all_logits = false;          // logits for every token, else only for the last
+  ActivationTap tap;                // optional: receives hidden_states.NN as in HF's output_hidden_states
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  const ModelInfo& info() const { return info_; }
+  const ModelSource& source() const { return *source_; }
+  virtual nn::KvCache new_cache(int64_t max_positions) const = 0;
+  // Appends the tokens' keys/values to `cache` and writes logits ([T, V] or [1, V]) to `logits`.
+  virtual void forward(Context& ctx, nn::KvCache& cache, const ForwardRequest& req, Tensor& logits) = 0;
+
+ protected:
+  ModelInfo info_;
+  std::unique_ptr<ModelSource> source_;
+};
+
+// Opens a model folder or GGUF file and builds the family its architecture names.
+// Throws Error for an unknown architecture (listing the supported ones) or bad weights.
+std::unique_ptr<CausalLM> load_model(const std::string& path);
+
+}  // namespace edgevl

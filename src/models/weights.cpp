@@ -1,0 +1,81 @@
+#include "models/weights.h"
+
+#include "core/error.h"
+#include "kernels/quants.h"
+
+namespace edgevl {
+
+std::string expand_layer_name(const char* pattern, int64_t layer) {
+  std::string s = pattern;
+  auto p = s.find("{L}");
+  if (p != std::string::npos) s.replace(p, 3, std::to_string(layer));
+  return s;
+}
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+}  // namespace
+
+WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector<int64_t>& shape, uint32_t flags,
+                             int64_t layer, int64_t hf_row_offset) {
+  const bool is_gguf = src_.is_gguf();
+  const char* pattern = is_gguf ? gguf : hf;
+  if (!pattern) {
+    EV_CHECK(flags & kOptional, src_.path(), ": this format has no name for a required weight (",
+             hf ? hf : gguf, ")");
+    return {};
+  }
+  const std::string name = expand_layer_name(pattern, layer);
+  const TensorRef* t = src_.find(name);
+  if (!t) {
+    EV_CHECK(flags & kOptional, src_.path(), ": missing weight '", name, "'");
+    return {};
+  }
+  WeightRef w;
+  w.name = name;
+  w.dtype = t->dtype;
+  w.shape = shape;
+  const uint8_t* data = t->data;
+  if (!is_gguf && hf_row_offset >= 0) {
+    // A slice of rows of a fused tensor (e.g. Granite's input_linear = [gate; up]).
+    EV_CHECK(t->shape.size() == 2 && t->shape[1] == shape.back() && hf_row_offset + shape[0] <= t->shape[0],
+             src_.path(), ": weight '", name, "' has shape ", shape_str(t->shape), ", cannot take rows ",
+             hf_row_offset, "..", hf_row_offset + shape[0]);
+    data += hf_row_offset * row_bytes(t->dtype, shape.back());
+  } else {
+    EV_CHECK(t->shape == shape, src_.path(), ": weight '", name, "' has shape ", shape_str(t->shape),
+             ", the configuration implies ", shape_str(shape));
+  }
+  const auto info = dtype_info(t->dtype);
+  EV_CHECK(info && t->dtype != DType::BOOL && t->dtype != DType::U8 && t->dtype != DType::I64 &&
+               t->dtype != DType::I32 && t->dtype != DType::I16 && t->dtype != DType::I8 && t->dtype != DType::F64,
+           src_.path(), ": weight '", name, "' has unsupported dtype ", dtype_name(t->dtype));
+  EV_CHECK(shape.back() % info->block_size == 0, src_.path(), ": weight '", name, "' row of ", shape.back(),
+           " is not a multiple of the ", dtype_name(t->dtype), " block size");
+  w.row_bytes = row_bytes(t->dtype, shape.back());
+  w.data = data;
+
+  if (flags & kVector) {
+    auto buf = std::make_unique<std::vector<float>>(shape.back());
+    dequantize_row(t->dtype, data, buf->data(), shape.back());
+    if ((flags & kNormPlusOneHf) && !is_gguf)
+      for (float& v : *buf) v += 1.0f;
+    w.dtype = DType::F32;
+    w.data = buf->data();
+    w.row_bytes = shape.back() * sizeof(float);
+    owned_.push_back(std::move(buf));
+  }
+  return w;
+}
+
+size_t WeightLoader::owned_bytes() const {
+  size_t n = 0;
+  for (const auto& b : owned_) n += b->size() * sizeof(float);
+  return n;
+}
+
+}  // namespace edgevl

@@ -1,0 +1,57 @@
+// Declarative weight tables. A family lists each weight once: our slot, its Hugging Face name,
+// its llama.cpp GGUF name, the shape the configuration implies, and flags. `{L}` in a name is the
+// layer index. The loader checks presence, shape and dtype against the table and hands out
+// WeightRefs that point into the mapped file (no copies), except for small vectors, which are
+// converted to float32 (and transformed, e.g. Gemma's 1 + w) once at load time.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/source.h"
+#include "tensor/tensor.h"
+
+namespace edgevl {
+
+enum WeightFlags : uint32_t {
+  kRequired = 0,
+  kOptional = 1u << 0,
+  kVector = 1u << 1,          // a 1-D scale/bias: loaded as float32
+  kNormPlusOneHf = 1u << 2,   // HF stores w of x*(1+w); GGUF (llama.cpp's converter) stores 1+w
+};
+
+template <typename Slots>
+struct WeightSpec {
+  WeightRef Slots::*slot;
+  const char* hf;    // nullptr: not in HF checkpoints
+  const char* gguf;  // nullptr: not in GGUF files
+  std::vector<int64_t> shape;
+  uint32_t flags = kRequired;
+  int64_t hf_row_offset = -1;  // >= 0: rows [offset, offset + shape[0]) of a fused HF tensor
+};
+
+class WeightLoader {
+ public:
+  explicit WeightLoader(const ModelSource& src) : src_(src) {}
+
+  // Loads one weight; `layer` replaces {L}. Returns an empty WeightRef for a missing optional one.
+  WeightRef load(const char* hf, const char* gguf, const std::vector<int64_t>& shape, uint32_t flags,
+                 int64_t layer = -1, int64_t hf_row_offset = -1);
+
+  template <typename Slots>
+  void load_table(Slots& slots, const std::vector<WeightSpec<Slots>>& table, int64_t layer = -1) {
+    for (const auto& s : table) slots.*(s.slot) = load(s.hf, s.gguf, s.shape, s.flags, layer, s.hf_row_offset);
+  }
+
+  // Owned float buffers (converted vectors) must outlive the model: the model keeps the loader.
+  size_t owned_bytes() const;
+
+ private:
+  const ModelSource& src_;
+  std::vector<std::unique_ptr<std::vector<float>>> owned_;
+};
+
+std::string expand_layer_name(const char* pattern, int64_t layer);
+
+}  // namespace edgevl

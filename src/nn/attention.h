@@ -1,0 +1,23 @@
+// Scaled dot-product attention of T new queries against a sequence's cached keys/values
+// (HF eager_attention_forward): softmax(q·kᵀ · scale [+ softcap]) · v, causal, optional
+// sliding window (key j visible to query i when i - window < j <= i), grouped-query heads.
+#pragma once
+#include <cstdint>
+
+#include "tensor/context.h"
+
+namespace edgevl::nn {
+
+struct AttentionShape {
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 1.0f;
+  int64_t sliding_window = 0;  // 0 = global
+  float softcap = 0.0f;        // 0 = none (Gemma 2's attn_logit_softcapping)
+};
+
+// q: [T, H*Dh] for positions pos0 .. pos0+T-1; k, v: [S, Hkv*Dh] with S >= pos0+T filled.
+// out: [T, H*Dh].
+void attention(Context& ctx, const AttentionShape& a, const float* q, int64_t T, int64_t pos0, const float* k,
+               const float* v, float* out);
+
+}  // namespace edgevl::nn

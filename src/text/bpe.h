@@ -1,0 +1,120 @@
+// The BPE merge loop shared by the SentencePiece-by-score and the merges-by-rank tokenizers,
+// and a small open-addressing hash for (left id, right id) -> merge lookups. Internal to text/.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace edgevl::text::detail {
+
+// A symbol of the word being merged: a byte span of the input and the token it currently is
+// (-1: not a vocabulary entry, e.g. a character that will go through byte fallback).
+struct Symbol {
+  int32_t prev, next;
+  uint32_t start, len;  // len == 0: merged into its left neighbour
+  int32_t id;
+};
+
+// A candidate merge of two adjacent symbols. Lower cost merges first, ties go to the leftmost
+// pair (SentencePiece and Hugging Face BPE agree on both rules).
+struct Candidate {
+  double cost;
+  int32_t left, right;
+  uint32_t size;  // left.len + right.len when queued: detects stale entries
+  int32_t id;     // the merged token
+};
+
+// Merges `syms` (a doubly linked list in index order) in place. `find(left, right, &cost, &id)`
+// says whether two adjacent symbols merge and into what. O(n log n) with a binary heap; stale
+// heap entries are skipped lazily. `heap` is scratch storage reused between calls.
+template <typename Find>
+void bpe_merge(std::vector<Symbol>& syms, std::vector<Candidate>& heap, Find&& find) {
+  auto worse = [](const Candidate& a, const Candidate& b) {
+    return a.cost != b.cost ? a.cost > b.cost : a.left > b.left;
+  };
+  heap.clear();
+  auto try_add = [&](int32_t l, int32_t r) {
+    if (l < 0 || r < 0) return;
+    double cost;
+    int32_t id;
+    if (!find(syms[l], syms[r], &cost, &id)) return;
+    heap.push_back({cost, l, r, syms[l].len + syms[r].len, id});
+    std::push_heap(heap.begin(), heap.end(), worse);
+  };
+  for (size_t i = 1; i < syms.size(); ++i) try_add((int32_t)i - 1, (int32_t)i);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), worse);
+    const Candidate c = heap.back();
+    heap.pop_back();
+    Symbol& l = syms[c.left];
+    Symbol& r = syms[c.right];
+    // Symbols only grow, so unchanged lengths and adjacency mean the pair is still the same.
+    if (l.len == 0 || r.len == 0 || l.next != c.right || l.len + r.len != c.size) continue;
+    l.len += r.len;
+    l.id = c.id;
+    r.len = 0;
+    l.next = r.next;
+    if (r.next >= 0) syms[r.next].prev = c.left;
+    try_add(l.prev, c.left);
+    try_add(c.left, l.next);
+  }
+}
+
+// Open-addressing (linear probing) map from a 64-bit key to V, filled once then read-only.
+template <typename V>
+class FlatMap64 {
+ public:
+  void reserve(size_t n) {
+    size_t cap = 16;
+    while (cap < n * 2) cap <<= 1;
+    keys_.assign(cap, kEmpty);
+    vals_.assign(cap, V{});
+    mask_ = cap - 1;
+  }
+  // Keeps the first value for a key; returns false when the key was already present.
+  bool insert(uint64_t key, const V& v) {
+    if (keys_.empty() || (size_ + 1) * 2 > keys_.size()) grow();
+    for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
+      if (keys_[i] == kEmpty) {
+        keys_[i] = key;
+        vals_[i] = v;
+        ++size_;
+        return true;
+      }
+      if (keys_[i] == key) return false;
+    }
+  }
+  const V* find(uint64_t key) const {
+    if (keys_.empty()) return nullptr;
+    for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
+      if (keys_[i] == key) return &vals_[i];
+      if (keys_[i] == kEmpty) return nullptr;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};  // never a key: ids are < 2^31
+  static size_t hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k;
+  }
+  void grow() {
+    std::vector<uint64_t> ok = std::move(keys_);
+    std::vector<V> ov = std::move(vals_);
+    reserve(std::max<size_t>(16, ok.size()));
+    size_ = 0;
+    for (size_t i = 0; i < ok.size(); ++i)
+      if (ok[i] != kEmpty) insert(ok[i], ov[i]);
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<V> vals_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+};
+
+inline uint64_t pair_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
+
+}  // namespace edgevl::text::detail

@@ -1,0 +1,138 @@
+#include "text/pretokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "core/error.h"
+
+namespace edgevl::text {
+
+namespace {
+
+// The split patterns of the models' own tokenizer.json files (Split pre-tokenizers, and the
+// ByteLevel pre-tokenizer's built-in GPT-2 pattern), keyed by the names llama.cpp's converter
+// writes to `tokenizer.ggml.pre`.
+constexpr const char* kGpt2 =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+// Llama 3: case-insensitive contractions, digits in runs of at most three.
+constexpr const char* kLlama3 =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen2/Qwen3: as Llama 3 with single digits.
+constexpr const char* kQwen2 =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Qwen3.5: combining marks (\p{M}) stay with their letters and out of punctuation runs.
+constexpr const char* kQwen35 =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// StarCoder, SmolLM, Refact, Command-R, ...: Digits(individual_digits) then the GPT-2 pattern.
+constexpr const char* kDigits = R"(\p{N})";
+
+struct Named {
+  const char* name;
+  std::vector<std::string> patterns;
+};
+
+const std::vector<Named>& table() {
+  static const std::vector<Named> t = {
+      {"default", {kGpt2}},   {"gpt-2", {kGpt2}},        {"gpt2", {kGpt2}},
+      {"phi-2", {kGpt2}},     {"mpt", {kGpt2}},          {"olmo", {kGpt2}},
+      {"jais", {kGpt2}},      {"roberta-bpe", {kGpt2}},
+      {"llama3", {kLlama3}},  {"llama-bpe", {kLlama3}},  {"llama-v3", {kLlama3}},
+      {"smaug-bpe", {kLlama3}}, {"dbrx", {kLlama3}},
+      {"qwen2", {kQwen2}},    {"deepseek-r1-qwen", {kQwen2}}, {"stablelm2", {kQwen2}},
+      {"qwen35", {kQwen35}},
+      {"starcoder", {kDigits, kGpt2}}, {"refact", {kDigits, kGpt2}}, {"smollm", {kDigits, kGpt2}},
+      {"command-r", {kDigits, kGpt2}}, {"codeshell", {kDigits, kGpt2}}, {"exaone", {kDigits, kGpt2}},
+  };
+  return t;
+}
+
+}  // namespace
+
+std::vector<std::string> pre_tokenizer_patterns(const std::string& pre, bool* known) {
+  for (const Named& n : table()) {
+    if (pre == n.name) {
+      *known = true;
+      return n.patterns;
+    }
+  }
+  *known = false;
+  return {kGpt2};
+}
+
+struct RegexSplitter::Impl {
+  std::vector<pcre2_code*> codes;
+  ~Impl() {
+    for (pcre2_code* c : codes) pcre2_code_free(c);
+  }
+};
+
+RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns) : impl_(std::make_unique<Impl>()) {
+  for (const std::string& p : patterns) {
+    int err = 0;
+    PCRE2_SIZE err_off = 0;
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(),
+                                     PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
+    if (!code) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(err, msg, sizeof msg);
+      fail("tokenizer: pre-tokenizer pattern does not compile at offset ", err_off, ": ",
+           reinterpret_cast<const char*>(msg));
+    }
+    impl_->codes.push_back(code);
+    // JIT is an optimisation only: without it pcre2_match interprets.
+    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+  }
+}
+
+RegexSplitter::~RegexSplitter() = default;
+
+namespace {
+
+// Splits text[s.begin, s.begin + s.size) by one pattern into matches and gaps.
+void split_one(pcre2_code* code, pcre2_match_data* md, std::string_view text, Span s, std::vector<Span>& out) {
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data() + s.begin);
+  PCRE2_SIZE pos = 0, last = 0;
+  while (pos < s.size) {
+    const int rc = pcre2_match(code, subject, s.size, pos, 0, md, nullptr);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(rc, msg, sizeof msg);
+      fail("tokenizer: pre-tokenizer match failed: ", reinterpret_cast<const char*>(msg));
+    }
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+    const PCRE2_SIZE mb = ov[0], me = ov[1];
+    if (me == mb) {  // empty match: step over one byte (patterns here never match empty)
+      pos = mb + 1;
+      continue;
+    }
+    if (mb > last) out.push_back({s.begin + (uint32_t)last, (uint32_t)(mb - last)});
+    out.push_back({s.begin + (uint32_t)mb, (uint32_t)(me - mb)});
+    pos = last = me;
+  }
+  if (last < s.size) out.push_back({s.begin + (uint32_t)last, (uint32_t)(s.size - last)});
+}
+
+}  // namespace
+
+void RegexSplitter::split(std::string_view text, std::vector<Span>& pieces) const {
+  EV_CHECK(text.size() < UINT32_MAX, "tokenizer: text of ", text.size(), " bytes is too long");
+  if (text.empty()) return;
+  std::vector<Span> cur{{0, (uint32_t)text.size()}}, next;
+  for (size_t k = 0; k < impl_->codes.size(); ++k) {
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(impl_->codes[k], nullptr);
+    EV_CHECK(md, "tokenizer: out of memory");
+    try {
+      next.clear();
+      for (const Span& s : cur) split_one(impl_->codes[k], md, text, s, next);
+    } catch (...) {
+      pcre2_match_data_free(md);
+      throw;
+    }
+    pcre2_match_data_free(md);
+    cur.swap(next);
+  }
+  pieces.insert(pieces.end(), cur.begin(), cur.end());
+}
+
+}  // namespace edgevl::text

@@ -1,0 +1,161 @@
+// Parity of the model families with the reference implementations:
+//  - Hugging Face transformers (../shared/golden/hf/<case>): every hidden state and the logits
+//    within relative error 1e-4 in float32, and greedy decoding reproducing gen.new_tokens;
+//  - llama.cpp's GGUF files of the same checkpoints (../shared/golden/llamacpp/<case>): the F32
+//    file within 1e-4 of the HF logits, F16 and quantized files with an error against HF of at
+//    most 1.5x the error llama.cpp itself makes at that type.
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "kernels/quants.h"
+#include "models/model.h"
+#include "runtime/sampler.h"
+#include "test_util.h"
+
+namespace edgevl {
+namespace {
+
+using test::golden_hf;
+using test::golden_llamacpp;
+using test::rel_error;
+
+std::vector<float> as_f32(const TensorRef& t) {
+  std::vector<float> v(t.numel());
+  if (t.dtype == DType::F32) {
+    std::memcpy(v.data(), t.data, v.size() * 4);
+  } else if (t.dtype == DType::I64) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      int64_t x;
+      std::memcpy(&x, t.data + 8 * i, 8);
+      v[i] = (float)x;
+    }
+  } else {
+    ADD_FAILURE() << t.name << ": unexpected dtype " << dtype_name(t.dtype);
+  }
+  return v;
+}
+
+std::vector<int32_t> as_ids(const TensorRef& t) {
+  std::vector<float> f = as_f32(t);
+  return std::vector<int32_t>(f.begin(), f.end());
+}
+
+// Runs each batch row from an empty cache and collects every tapped activation and the logits,
+// laid out [B, T, cols] like the goldens.
+std::map<std::string, std::vector<float>> run_rows(CausalLM& model, Context& ctx, const std::vector<int32_t>& ids,
+                                                   int64_t B, int64_t T) {
+  std::map<std::string, std::vector<float>> out;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int32_t> row(ids.begin() + b * T, ids.begin() + (b + 1) * T);
+    auto store = [&](std::string_view name, const float* data, int64_t rows, int64_t cols) {
+      auto& buf = out[std::string(name)];
+      if (buf.empty()) buf.assign(B * T * cols, 0.0f);
+      std::memcpy(&buf[b * T * cols], data, rows * cols * sizeof(float));
+    };
+    nn::KvCache cache = model.new_cache(T);
+    ForwardRequest req;
+    req.tokens = row;
+    req.all_logits = true;
+    req.tap = store;
+    Tensor logits;
+    model.forward(ctx, cache, req, logits);
+    store("logits", logits.data(), logits.dim(0), logits.dim(1));
+  }
+  return out;
+}
+
+// Greedy decoding of n tokens after `prompt`, with the cache (the generate path).
+std::vector<int32_t> greedy(CausalLM& model, Context& ctx, const std::vector<int32_t>& prompt, int n) {
+  nn::KvCache cache = model.new_cache((int64_t)prompt.size() + n);
+  std::vector<int32_t> out, step = prompt;
+  Tensor logits;
+  for (int i = 0; i < n; ++i) {
+    ForwardRequest req;
+    req.tokens = step;
+    model.forward(ctx, cache, req, logits);
+    int32_t id = argmax({logits.row(logits.dim(0) - 1), (size_t)logits.dim(1)});
+    out.push_back(id);
+    step = {id};
+  }
+  return out;
+}
+
+class HfParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HfParity, HiddenStatesLogitsAndGreedyTokens) {
+  const std::string dir = golden_hf(GetParam());
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  auto model = load_model(dir);
+  Context ctx(2);
+  const TensorRef* ids_t = golden->find("inputs.input_ids");
+  ASSERT_NE(ids_t, nullptr);
+  const int64_t B = ids_t->shape[0], T = ids_t->shape[1];
+  auto acts = run_rows(*model, ctx, as_ids(*ids_t), B, T);
+  int compared = 0;
+  for (const TensorRef& g : golden->tensors()) {
+    if (g.name != "logits" && g.name.rfind("hidden_states.", 0) != 0) continue;
+    ASSERT_TRUE(acts.count(g.name)) << "no activation computed for golden " << g.name;
+    EXPECT_LE(rel_error(acts[g.name], as_f32(g)), 1e-4) << GetParam() << " " << g.name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, model->info().n_layers + 2);  // hidden_states.00..NN and logits
+
+  const TensorRef* gen_in = golden->find("gen.inputs.input_ids");
+  const TensorRef* gen_new = golden->find("gen.new_tokens");
+  ASSERT_TRUE(gen_in && gen_new);
+  auto expected = as_ids(*gen_new);
+  EXPECT_EQ(greedy(*model, ctx, as_ids(*gen_in), (int)expected.size()), expected) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, HfParity,
+                         ::testing::Values("llama", "llama256", "gemma3_text", "granite", "granitemoehybrid_micro"));
+
+struct GgufCase {
+  std::string name, type;
+};
+
+class LlamaCppParity : public ::testing::TestWithParam<GgufCase> {};
+
+TEST_P(LlamaCppParity, LogitsWithinLlamaCppError) {
+  const auto& c = GetParam();
+  const std::string dir = golden_llamacpp(c.name);
+  const std::string file = dir + "/" + c.name + "-" + c.type + ".gguf";
+  ASSERT_TRUE(std::filesystem::exists(file)) << file;
+  auto hf = safetensors::File::open(golden_hf(c.name) + "/golden.safetensors");
+  auto inputs = safetensors::File::open(dir + "/inputs.safetensors");
+  const TensorRef* ids_t = inputs->find("inputs.input_ids");
+  ASSERT_NE(ids_t, nullptr);
+  const int64_t B = ids_t->shape[0], T = ids_t->shape[1];
+  auto model = load_model(file);
+  Context ctx(2);
+  auto ours = run_rows(*model, ctx, as_ids(*ids_t), B, T)["logits"];
+  const std::vector<float> ref = as_f32(*hf->find("logits"));
+  const double err = rel_error(ours, ref);
+  if (c.type == "F32") {
+    EXPECT_LE(err, 1e-4) << file;
+  } else {
+    auto theirs = safetensors::File::open(dir + "/logits-" + c.type + ".safetensors");
+    const double llamacpp_err = rel_error(as_f32(*theirs->find("logits")), ref);
+    EXPECT_LE(err, 1.5 * llamacpp_err) << file << ": ours " << err << ", llama.cpp " << llamacpp_err;
+  }
+}
+
+std::vector<GgufCase> gguf_cases() {
+  std::vector<GgufCase> cases;
+  for (std::string name : {"llama", "llama256", "granite", "granitemoehybrid_micro"})
+    for (std::string type : {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"})
+      if (std::filesystem::exists(golden_llamacpp(name) + "/" + name + "-" + type + ".gguf") ||
+          type == "F32" || type == "Q8_0" || type == "Q4_0")  // these must exist; a missing one fails
+        cases.push_back({name, type});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, LlamaCppParity, ::testing::ValuesIn(gguf_cases()),
+                         [](const auto& info) { return info.param.name + "_" + info.param.type; });
+
+}  // namespace
+}  // namespace edgevl
