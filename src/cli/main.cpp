@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   edgevl::cli::add_bench(app);
   edgevl::cli::add_info(app);
   edgevl::cli::add_quantize(app);
-  // edgevl::cli::add_init(app);
+  edgevl::cli::add_init(app);
   edgevl::cli::add_dump(app);
   try {
     app.parse(argc, argv);

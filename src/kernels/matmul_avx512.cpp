@@ -338,6 +338,7 @@ KernelTable make_table() {
 #endif
   t.dot_f32 = &dot_f32_avx512;
   install_panels_avx512(t);
+  install_kquants_avx512(t);
   return t;
 }
 

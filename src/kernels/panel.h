@@ -8,3 +8,8 @@ namespace edgevl::kern {
 void install_panels_avx512(KernelTable& t);
 
 }  // namespace edgevl::kern
+
+namespace edgevl::kern {
+// Direct (few-row) kernels for the K-quants (kquants_avx512.cpp).
+void install_kquants_avx512(KernelTable& t);
+}  // namespace edgevl::kern

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "models/gemma3/gemma3.h"
 #include "models/granite/granite.h"
+#include "models/layout.h"
 #include "models/llama/llama.h"
 #include "models/model.h"
 
@@ -17,29 +18,38 @@ struct Family {
   const char* name;
   std::vector<std::string> architectures;  // HF model_type values and GGUF general.architecture values
   std::unique_ptr<CausalLM> (*make)(std::unique_ptr<ModelSource>);
+  DecoderLayout (*layout)(const HfConfig&);
 };
 
 const std::vector<Family>& families() {
   static const std::vector<Family> kFamilies = {
-      {"llama", {"llama"}, make_llama},
-      {"gemma3", {"gemma3_text", "gemma3"}, make_gemma3},
-      {"granite", {"granite", "granitemoehybrid"}, make_granite},
+      {"llama", {"llama"}, make_llama, llama_layout},
+      {"gemma3", {"gemma3_text", "gemma3"}, make_gemma3, gemma3_layout},
+      {"granite", {"granite", "granitemoehybrid"}, make_granite, granite_layout},
   };
   return kFamilies;
+}
+
+const Family& family_for(const std::string& arch, const std::string& path) {
+  for (const Family& f : families())
+    for (const auto& a : f.architectures)
+      if (a == arch) return f;
+  std::string known;
+  for (const Family& f : families())
+    for (const auto& a : f.architectures) known += (known.empty() ? "" : ", ") + a;
+  fail(path, ": unknown architecture '", arch, "' (supported: ", known, ")");
 }
 
 }  // namespace
 
 std::unique_ptr<CausalLM> load_model(const std::string& path) {
   auto src = ModelSource::open(path);
-  const std::string arch = src->architecture();
-  for (const Family& f : families())
-    for (const auto& a : f.architectures)
-      if (a == arch) return f.make(std::move(src));
-  std::string known;
-  for (const Family& f : families())
-    for (const auto& a : f.architectures) known += (known.empty() ? "" : ", ") + a;
-  fail(path, ": unknown architecture '", arch, "' (supported: ", known, ")");
+  const Family& f = family_for(src->architecture(), path);
+  return f.make(std::move(src));
+}
+
+DecoderLayout decoder_layout_from_hf(const HfConfig& hf) {
+  return family_for(hf.get_string("model_type", ""), hf.path()).layout(hf);
 }
 
 }  // namespace edgevl

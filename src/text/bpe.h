@@ -3,6 +3,9 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace edgevl::text::detail {
@@ -113,6 +116,68 @@ class FlatMap64 {
   std::vector<V> vals_;
   size_t mask_ = 0;
   size_t size_ = 0;
+};
+
+// Open-addressing index from token string to id (the strings stay in the caller's vector):
+// stores the 64-bit hash beside the id so most misses cost no string compare. Several times
+// faster than std::unordered_map<std::string_view, int32_t> on the BPE inner loop.
+class StringIndex {
+ public:
+  static uint64_t hash(std::string_view s) {
+    const char* p = s.data();
+    size_t n = s.size();
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (n * 0xff51afd7ed558ccdULL);
+    while (n >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, 8);
+      h = (h ^ w) * 0x9FB21C651E98DF25ULL;
+      h ^= h >> 29;
+      p += 8;
+      n -= 8;
+    }
+    uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h ^= w;
+    h ^= h >> 33;  // murmur3 fmix64: every input bit reaches the low (index) bits
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+  }
+  // Indexes strings[i] -> i; the first of duplicate strings wins. `strings` must outlive this.
+  void build(const std::vector<std::string>& strings) {
+    strings_ = &strings;
+    size_t cap = 16;
+    while (cap < strings.size() * 2) cap <<= 1;
+    hashes_.assign(cap, 0);
+    ids_.assign(cap, -1);
+    mask_ = cap - 1;
+    for (size_t i = 0; i < strings.size(); ++i) {
+      const uint64_t h = hash(strings[i]);
+      for (size_t k = h & mask_;; k = (k + 1) & mask_) {
+        if (ids_[k] < 0) {
+          hashes_[k] = h;
+          ids_[k] = (int32_t)i;
+          break;
+        }
+        if (hashes_[k] == h && strings[ids_[k]] == strings[i]) break;
+      }
+    }
+  }
+  int32_t find(std::string_view s) const {
+    const uint64_t h = hash(s);
+    for (size_t k = h & mask_;; k = (k + 1) & mask_) {
+      const int32_t id = ids_[k];
+      if (id < 0) return -1;
+      if (hashes_[k] == h && (*strings_)[id] == s) return id;
+    }
+  }
+
+ private:
+  const std::vector<std::string>* strings_ = nullptr;
+  std::vector<uint64_t> hashes_;
+  std::vector<int32_t> ids_;
+  size_t mask_ = 0;
 };
 
 inline uint64_t pair_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }

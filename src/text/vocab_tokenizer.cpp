@@ -10,7 +10,6 @@
 //  - decode() returns valid UTF-8 (U+FFFD for bytes that do not form a character).
 #include <array>
 #include <cstdio>
-#include <unordered_map>
 
 #include "core/error.h"
 #include "text/bpe.h"
@@ -151,8 +150,9 @@ class VocabTokenizer final : public Tokenizer {
   TokenType type(int32_t id) const { return v_.types[id]; }
   // Id of `s` if it is a token BPE may produce (Normal / UserDefined / Undefined), else -1.
   int32_t piece_id(std::string_view s) const {
-    auto it = token_to_id_.find(s);
-    return (it != token_to_id_.end() && mergeable_[it->second]) ? it->second : -1;
+    if (s.size() == 1 && (uint8_t)s[0] < 128) return ascii_piece_[(uint8_t)s[0]];
+    const int32_t id = token_to_id_.find(s);
+    return (id >= 0 && mergeable_[id]) ? id : -1;
   }
   void encode_fragment(std::string_view frag, bool after_special, Scratch& sc, std::vector<int32_t>& out) const;
   void encode_escaped(std::string_view frag, bool prefix, Scratch& sc, std::vector<int32_t>& out) const;
@@ -162,7 +162,8 @@ class VocabTokenizer final : public Tokenizer {
   void build_eog();
 
   Vocab v_;
-  std::unordered_map<std::string_view, int32_t> token_to_id_;  // views into v_.tokens
+  detail::StringIndex token_to_id_;  // over v_.tokens
+  std::array<int32_t, 128> ascii_piece_;  // piece_id of each single ASCII character
   std::vector<uint8_t> mergeable_;
   std::vector<std::string> pieces_;  // output bytes per token
   std::vector<uint8_t> eog_;
@@ -204,10 +205,9 @@ VocabTokenizer::VocabTokenizer(Vocab v, std::vector<std::string>* warnings) : v_
   check_special(v_.eot, "EOT", false);
   check_special(v_.eom, "EOM", false);
 
-  token_to_id_.reserve(n);
+  token_to_id_.build(v_.tokens);  // first id wins for duplicates
   mergeable_.resize(n);
   for (size_t i = 0; i < n; ++i) {
-    token_to_id_.emplace(v_.tokens[i], (int32_t)i);  // first id wins for duplicates
     const TokenType t = v_.types[i];
     mergeable_[i] = t == TokenType::Normal || t == TokenType::UserDefined || t == TokenType::Undefined;
     if (t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown)
@@ -215,16 +215,18 @@ VocabTokenizer::VocabTokenizer(Vocab v, std::vector<std::string>* warnings) : v_
     if (v_.unk < 0 && t == TokenType::Unknown) v_.unk = (int32_t)i;
   }
 
+  for (int c = 0; c < 128; ++c) {
+    const int32_t id = token_to_id_.find(std::string(1, (char)c));
+    ascii_piece_[c] = (id >= 0 && mergeable_[id]) ? id : -1;
+  }
   byte_cp_ = byte_to_codepoint();
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
-    auto it = token_to_id_.find(name);
-    byte_token_[b] = it == token_to_id_.end() ? -1 : it->second;
+    byte_token_[b] = token_to_id_.find(name);
     std::string ch;
     utf8::append_codepoint(ch, byte_cp_[b]);
-    it = token_to_id_.find(ch);
-    byte_char_token_[b] = it == token_to_id_.end() ? -1 : it->second;
+    byte_char_token_[b] = token_to_id_.find(ch);
   }
 
   merges_.reserve(v_.merges.size());
@@ -240,10 +242,8 @@ VocabTokenizer::VocabTokenizer(Vocab v, std::vector<std::string>* warnings) : v_
     int32_t ids[3];
     const std::string_view parts[3] = {a, b, joined};
     for (int k = 0; k < 3; ++k) {
-      auto it = token_to_id_.find(parts[k]);
-      EV_CHECK(it != token_to_id_.end(), "tokenizer: merge ", r, " ('", m, "') refers to unknown token '",
-               std::string(parts[k]), "'");
-      ids[k] = it->second;
+      ids[k] = token_to_id_.find(parts[k]);
+      EV_CHECK(ids[k] >= 0, "tokenizer: merge ", r, " ('", m, "') refers to unknown token '", std::string(parts[k]), "'");
     }
     merges_.insert(pair_key(ids[0], ids[1]), MergeInfo{(int32_t)r, ids[2]});  // lowest rank wins
   }
@@ -320,10 +320,10 @@ void VocabTokenizer::build_eog() {
                                      "<|endoftext|>", "<|end|>", "<|return|>", "<|call|>", "<EOT>",
                                      "<|end_of_text|>", "<|end▁of▁sentence|>"};
   for (const char* s : kEnd) {
-    auto it = token_to_id_.find(s);
-    if (it == token_to_id_.end()) continue;
-    const TokenType t = v_.types[it->second];
-    if (t == TokenType::Control || t == TokenType::UserDefined) eog_[it->second] = 1;
+    const int32_t id = token_to_id_.find(s);
+    if (id < 0) continue;
+    const TokenType t = v_.types[id];
+    if (t == TokenType::Control || t == TokenType::UserDefined) eog_[id] = 1;
   }
 }
 

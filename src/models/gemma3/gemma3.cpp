@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "models/common/decoder.h"
+#include "models/layout.h"
 
 namespace edgevl {
 
@@ -113,6 +114,15 @@ Gemma3Config config_from_gguf(const gguf::File& g) {
   return c;
 }
 
+std::vector<WeightSpec<DecoderWeights>> model_table(const DecoderConfig& d) {
+  const int64_t V = d.vocab, D = d.hidden;
+  return {
+      {&DecoderWeights::embed, "model.embed_tokens.weight", "token_embd.weight", {V, D}},
+      {&DecoderWeights::final_norm, "model.norm.weight", "output_norm.weight", {D}, kVector | kNormPlusOneHf},
+      {&DecoderWeights::lm_head, "lm_head.weight", "output.weight", {V, D}, kOptional},
+  };
+}
+
 std::vector<WeightSpec<DecoderLayerWeights>> layer_table(const DecoderConfig& c) {
   const int64_t D = c.hidden, Q = c.n_heads * c.head_dim, KV = c.n_kv_heads * c.head_dim, F = c.ffn, Dh = c.head_dim;
   const uint32_t norm = kVector | kNormPlusOneHf;
@@ -142,12 +152,7 @@ class Gemma3Model : public CausalLM {
     source_ = std::move(src);
     const DecoderConfig& d = cfg_.dec;
     const int64_t V = d.vocab, D = d.hidden;
-    loader_.load_table(w_, std::vector<WeightSpec<DecoderWeights>>{
-                               {&DecoderWeights::embed, "model.embed_tokens.weight", "token_embd.weight", {V, D}},
-                               {&DecoderWeights::final_norm, "model.norm.weight", "output_norm.weight", {D},
-                                kVector | kNormPlusOneHf},
-                               {&DecoderWeights::lm_head, "lm_head.weight", "output.weight", {V, D}, kOptional},
-                           });
+    loader_.load_table(w_, model_table(d));
     if (w_.lm_head.empty() || d.tie_embeddings) w_.lm_head = w_.embed;
     w_.layers.resize(d.n_layers);
     const auto table = layer_table(d);
@@ -217,6 +222,13 @@ class Gemma3Model : public CausalLM {
 };
 
 }  // namespace
+
+DecoderLayout gemma3_layout(const HfConfig& hf) {
+  Gemma3Config cfg = config_from_hf(hf);
+  auto table = model_table(cfg.dec);
+  if (cfg.dec.tie_embeddings) table.pop_back();  // no lm_head
+  return {cfg.dec, "gemma3", table, layer_table(cfg.dec), {}};
+}
 
 std::unique_ptr<CausalLM> make_gemma3(std::unique_ptr<ModelSource> src) {
   Gemma3Config cfg = src->is_gguf() ? config_from_gguf(src->gguf()) : config_from_hf(src->hf());

@@ -6,7 +6,10 @@
 // llama.cpp converts both to its "granite" architecture.
 #include "models/granite/granite.h"
 
+#include <cmath>
+
 #include "core/error.h"
+#include "models/layout.h"
 #include "models/llama/llama.h"
 
 namespace edgevl {
@@ -71,6 +74,18 @@ std::unique_ptr<CausalLM> make_granite(std::unique_ptr<ModelSource> src) {
   auto table = !src->is_gguf() && arch == "granitemoehybrid" ? granite_hybrid_layer_table(cfg.dec)
                                                               : llama_layer_table(cfg.dec);
   return std::make_unique<LlamaModel>(std::move(src), std::move(cfg), table, "granite");
+}
+
+DecoderLayout granite_layout(const HfConfig& hf) {
+  LlamaConfig cfg = granite_config_from_hf(hf);
+  const bool hybrid = hf.get_string("model_type", "") == "granitemoehybrid";
+  // llama.cpp reads Granite's µP multipliers from these keys (both variants as arch "granite").
+  return {cfg.dec, "granite", llama_model_table(cfg.dec),
+          hybrid ? granite_hybrid_layer_table(cfg.dec) : llama_layer_table(cfg.dec),
+          {{"granite.embedding_scale", cfg.mup.embedding},
+           {"granite.residual_scale", cfg.mup.residual},
+           {"granite.logit_scale", cfg.mup.logits_div},
+           {"granite.attention.scale", cfg.dec.attn_scale > 0 ? cfg.dec.attn_scale : 1.0f / std::sqrt((float)cfg.dec.head_dim)}}};
 }
 
 }  // namespace edgevl

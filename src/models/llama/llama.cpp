@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "models/layout.h"
 
 namespace edgevl {
 
@@ -189,6 +190,15 @@ std::unique_ptr<CausalLM> make_llama(std::unique_ptr<ModelSource> src) {
   LlamaConfig cfg = src->is_gguf() ? llama_config_from_gguf(src->gguf(), "llama") : llama_config_from_hf(src->hf());
   auto table = llama_layer_table(cfg.dec);
   return std::make_unique<LlamaModel>(std::move(src), std::move(cfg), table, "llama");
+}
+
+}  // namespace edgevl
+
+namespace edgevl {
+
+DecoderLayout llama_layout(const HfConfig& hf) {
+  LlamaConfig cfg = llama_config_from_hf(hf);
+  return {cfg.dec, "llama", llama_model_table(cfg.dec), llama_layer_table(cfg.dec), {}};
 }
 
 }  // namespace edgevl

@@ -44,5 +44,7 @@ class LlamaModel : public CausalLM {
 };
 
 std::unique_ptr<CausalLM> make_llama(std::unique_ptr<ModelSource> src);
+struct DecoderLayout;
+DecoderLayout llama_layout(const HfConfig& hf);
 
 }  // namespace edgevl

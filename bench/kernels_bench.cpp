@@ -1,0 +1,79 @@
+// Kernel micro-benchmarks: matmul at TinyLlama-1.1B shapes. m=1 is decode (memory-bound: read
+// GB/s of weights is the figure of merit), m=512 is prefill (compute-bound: GFLOP/s, counting a
+// multiply-add as 2). Threads: EDGEVL_BENCH_THREADS (default 2); ISA: EDGEVL_ISA as usual.
+//   build-*/edgevl_microbench --benchmark_filter=Matmul
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/quants.h"
+
+namespace edgevl {
+namespace {
+
+int bench_threads() {
+  const char* e = std::getenv("EDGEVL_BENCH_THREADS");
+  return e ? std::max(1, std::atoi(e)) : 2;
+}
+
+ThreadPool& pool() {
+  static ThreadPool p(bench_threads());
+  return p;
+}
+
+void BM_Matmul(benchmark::State& state, DType t) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  static Kernels kk = Kernels::select();
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  const size_t rb = row_bytes(t, k);
+  std::vector<uint8_t> w(n * rb);
+  {
+    std::vector<float> row(k);
+    for (int64_t j = 0; j < n; ++j) {
+      for (auto& v : row) v = dist(rng) * 0.02f;
+      quantize_row(t, row.data(), w.data() + j * rb, k);
+    }
+  }
+  std::vector<float> x(m * k), y(m * n);
+  for (auto& v : x) v = dist(rng);
+  MatmulArgs a{t, w.data(), rb, n, k, x.data(), k, m, y.data(), n};
+  for (auto _ : state) {
+    matmul(kk, pool(), a);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double iters = (double)state.iterations();
+  state.counters["GB/s"] = benchmark::Counter(iters * (double)w.size(), benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(iters * 2.0 * m * n * k * 1e-9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(isa_name(kk.isa())) + " t=" + std::to_string(pool().size()));
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t m : {1, 512})
+    for (auto nk : {std::pair<int64_t, int64_t>{2048, 2048}, {5632, 2048}, {2048, 5632}})
+      b->Args({m, nk.first, nk.second});
+  b->ArgNames({"m", "n", "k"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+BENCHMARK_CAPTURE(BM_Matmul, F16, DType::F16)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, Q8_0, DType::Q8_0)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, Q4_0, DType::Q4_0)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_Matmul, Q4_K, DType::Q4_K)->Apply(shapes);
+
+void BM_DotF32(benchmark::State& state) {
+  static Kernels kk = Kernels::select();
+  const int64_t n = state.range(0);
+  std::vector<float> a(n, 1.0f), b(n, 0.5f);
+  for (auto _ : state) benchmark::DoNotOptimize(dot_f32(kk, a.data(), b.data(), n));
+  state.SetBytesProcessed(state.iterations() * n * 8);
+}
+BENCHMARK(BM_DotF32)->Arg(64)->Arg(128)->Arg(4096);
+
+}  // namespace
+}  // namespace edgevl
+
+BENCHMARK_MAIN();

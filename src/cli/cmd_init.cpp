@@ -1,0 +1,35 @@
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "models/layout.h"
+
+namespace edgevl::cli {
+
+void add_init(CLI::App& app) {
+  struct Opts {
+    std::string config, out, type = "F32";
+    uint64_t seed = 0;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("init", "Write a random-initialised model from a config.json (HF folder or GGUF)");
+  cmd->add_option("config", o->config, "config.json (or a folder holding one)")->required();
+  cmd->add_option("-o,--out", o->out, "Output: a folder (HF layout) or a file ending in .gguf")->required();
+  cmd->add_option("--type", o->type, "Weight type: F32, F16, BF16; for GGUF also Q8_0, Q4_0, Q4_K, ...")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  add_thread_option(cmd, o->threads);
+  cmd->footer("Weights ~ N(0, initializer_range); GGUF files get a synthetic byte-fallback vocabulary so that\n"
+              "llama.cpp and edgevl can load and run them.");
+  cmd->callback([o] {
+    auto t = dtype_from_name(o->type);
+    EV_CHECK(t, "init: unknown type '", o->type, "'");
+    InitOptions opt;
+    opt.gguf = o->out.size() > 5 && o->out.substr(o->out.size() - 5) == ".gguf";
+    opt.dtype = *t;
+    opt.seed = o->seed;
+    opt.threads = o->threads;
+    init_random_model(o->config, o->out, opt);
+  });
+}
+
+}  // namespace edgevl::cli

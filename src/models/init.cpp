@@ -1,0 +1,197 @@
+// edgevl init: random-weight models at real shapes (tests and benchmarks without downloads).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "core/mmap.h"
+#include "core/thread_pool.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "kernels/quants.h"
+#include "models/layout.h"
+
+namespace edgevl {
+
+namespace {
+
+// One tensor to write: its name in the output format, full shape, and how to fill it.
+struct InitTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool vector = false;
+  float center = 0;  // vectors: neutral value (1 for norm scales, 0 for biases / (1+w) norms)
+};
+
+uint64_t splitmix64(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash_name(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Standard normal samples (Box-Muller over splitmix64), reproducible per (seed, tensor, row).
+void fill_normal(float* out, int64_t n, float mean, float std, uint64_t state) {
+  for (int64_t i = 0; i < n; i += 2) {
+    double u1 = ((splitmix64(state) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+    double u2 = (splitmix64(state) >> 11) * (1.0 / 9007199254740992.0);
+    double r = std::sqrt(-2.0 * std::log(u1));
+    out[i] = mean + std * (float)(r * std::cos(2 * M_PI * u2));
+    if (i + 1 < n) out[i + 1] = mean + std * (float)(r * std::sin(2 * M_PI * u2));
+  }
+}
+
+std::vector<InitTensor> collect_tensors(const DecoderLayout& L, bool gguf) {
+  std::vector<InitTensor> out;
+  std::map<std::string, size_t> index;  // HF fused tensors appear once per slice
+  auto add = [&](const char* hf, const char* gg, const std::vector<int64_t>& shape, uint32_t flags, int64_t off,
+                 int64_t layer) {
+    if (flags & kOptional) return;  // absent in this configuration (biases off, tied head)
+    const char* pattern = gguf ? gg : hf;
+    if (!pattern) return;
+    InitTensor t;
+    t.name = expand_layer_name(pattern, layer);
+    t.shape = shape;
+    t.vector = flags & kVector;
+    const bool bias = t.name.find("bias") != std::string::npos;
+    t.center = bias || ((flags & kNormPlusOneHf) && !gguf) ? 0.0f : 1.0f;
+    if (!gguf && off >= 0) t.shape[0] = off + shape[0];
+    auto it = index.find(t.name);
+    if (it != index.end()) {
+      out[it->second].shape[0] = std::max(out[it->second].shape[0], t.shape[0]);
+      return;
+    }
+    index[t.name] = out.size();
+    out.push_back(std::move(t));
+  };
+  for (const auto& s : L.model_table) add(s.hf, s.gguf, s.shape, s.flags, s.hf_row_offset, -1);
+  for (int64_t l = 0; l < L.dec.n_layers; ++l)
+    for (const auto& s : L.layer_table) add(s.hf, s.gguf, s.shape, s.flags, s.hf_row_offset, l);
+  return out;
+}
+
+// A byte-fallback SentencePiece-style vocabulary of exactly `n` tokens: <unk> <s> </s>, the 256
+// byte tokens, then filler pieces. Random weights make any vocabulary equally meaningful; this
+// one lets llama.cpp (and our tokenizer) load the file and round-trip any text through bytes.
+void write_synthetic_vocab(gguf::Writer& w, int64_t n) {
+  EV_CHECK(n >= 259, "init: vocab_size ", n, " is too small for a byte-fallback vocabulary (need 259)");
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  std::vector<float> scores = {0, 0, 0};
+  std::vector<int32_t> types = {2, 3, 3};
+  char buf[16];
+  for (int b = 0; b < 256; ++b) {
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    tokens.push_back(buf);
+    scores.push_back(0);
+    types.push_back(6);
+  }
+  for (int64_t i = 259; i < n; ++i) {
+    tokens.push_back("\xE2\x96\x81t" + std::to_string(i));
+    scores.push_back(-(float)i);
+    types.push_back(1);
+  }
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string("tokenizer.ggml.pre", "default");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_f32_array("tokenizer.ggml.scores", scores);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("tokenizer.ggml.eos_token_id", 2);
+  w.set_bool("tokenizer.ggml.add_bos_token", true);
+}
+
+void write_gguf_metadata(gguf::Writer& w, const DecoderLayout& L) {
+  const DecoderConfig& d = L.dec;
+  const std::string a = L.gguf_arch;
+  w.set_string("general.architecture", a);
+  w.set_string("general.name", "edgevl-init");
+  w.set_u32(a + ".context_length", (uint32_t)d.max_positions);
+  w.set_u32(a + ".embedding_length", (uint32_t)d.hidden);
+  w.set_u32(a + ".block_count", (uint32_t)d.n_layers);
+  w.set_u32(a + ".feed_forward_length", (uint32_t)d.ffn);
+  w.set_u32(a + ".attention.head_count", (uint32_t)d.n_heads);
+  w.set_u32(a + ".attention.head_count_kv", (uint32_t)d.n_kv_heads);
+  w.set_u32(a + ".attention.key_length", (uint32_t)d.head_dim);
+  w.set_u32(a + ".attention.value_length", (uint32_t)d.head_dim);
+  w.set_f32(a + ".attention.layer_norm_rms_epsilon", d.rms_eps);
+  w.set_f32(a + ".rope.freq_base", (float)d.rope_global.theta);
+  w.set_u32(a + ".rope.dimension_count", (uint32_t)(d.rope_global.rotary_dim > 0 ? d.rope_global.rotary_dim : d.head_dim));
+  w.set_u32(a + ".vocab_size", (uint32_t)d.vocab);
+  if (d.rope_global.type == "linear") {
+    w.set_string(a + ".rope.scaling.type", "linear");
+    w.set_f32(a + ".rope.scaling.factor", (float)d.rope_global.factor);
+  }
+  EV_CHECK(d.rope_global.type != "llama3", "init: GGUF output with llama3 rope scaling is not supported yet");
+  if (d.sliding_window > 0) w.set_u32(a + ".attention.sliding_window", (uint32_t)d.sliding_window);
+  for (const auto& [k, v] : L.gguf_f32_keys) w.set_f32(k, v);
+  write_synthetic_vocab(w, d.vocab);
+}
+
+}  // namespace
+
+void init_random_model(const std::string& config_path, const std::string& out, const InitOptions& opt) {
+  namespace fs = std::filesystem;
+  const HfConfig hf = load_hf_config(config_path);
+  const DecoderLayout L = decoder_layout_from_hf(hf);
+  const float std_dev = (float)hf.get_float("initializer_range", 0.02);
+  EV_CHECK(opt.gguf || opt.dtype == DType::F32 || opt.dtype == DType::F16 || opt.dtype == DType::BF16,
+           "init: an HF folder holds F32, F16 or BF16 weights (write --gguf for block formats)");
+  const auto tensors = collect_tensors(L, opt.gguf);
+  ThreadPool pool(opt.threads > 0 ? opt.threads : default_thread_count());
+  std::vector<std::vector<uint8_t>> data(tensors.size());
+  std::vector<DType> types(tensors.size());
+  int64_t params = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const InitTensor& t = tensors[i];
+    const int64_t cols = t.shape.back(), rows = Tensor::count(t.shape) / cols;
+    params += rows * cols;
+    DType type = t.vector ? DType::F32 : opt.dtype;
+    if (cols % dtype_info_or_die(type).block_size != 0) type = DType::F16;  // row does not fit the block
+    types[i] = type;
+    const size_t rb = row_bytes(type, cols);
+    data[i].resize(rb * rows);
+    const uint64_t base = opt.seed ^ hash_name(t.name);
+    pool.parallel_for(rows, 8, [&](int64_t b, int64_t e) {
+      std::vector<float> row(cols);
+      for (int64_t r = b; r < e; ++r) {
+        uint64_t state = base + 0x632BE59BD9B4E019ull * (uint64_t)(r + 1);
+        if (t.vector) fill_normal(row.data(), cols, t.center, 0.02f, state);
+        else fill_normal(row.data(), cols, 0.0f, std_dev, state);
+        quantize_row(type, row.data(), data[i].data() + r * rb, cols);
+      }
+    });
+    std::fprintf(stderr, "\r[%zu/%zu] %-48s", i + 1, tensors.size(), t.name.c_str());
+  }
+  std::fprintf(stderr, "\n%lld parameters generated in %.1f s; writing %s\n", (long long)params,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), out.c_str());
+  if (opt.gguf) {
+    gguf::Writer w;
+    write_gguf_metadata(w, L);
+    for (size_t i = 0; i < tensors.size(); ++i)
+      w.add_tensor(tensors[i].name, types[i], tensors[i].shape, std::move(data[i]));
+    w.write(out);
+  } else {
+    fs::create_directories(out);
+    const std::string cfg_text =
+        read_text_file(fs::is_directory(config_path) ? (fs::path(config_path) / "config.json").string() : config_path);
+    write_file_atomic((fs::path(out) / "config.json").string(), cfg_text.data(), cfg_text.size());
+    safetensors::Writer w;
+    w.set_metadata("format", "pt");
+    for (size_t i = 0; i < tensors.size(); ++i)
+      w.add(tensors[i].name, types[i], tensors[i].shape, std::move(data[i]));
+    w.write((fs::path(out) / "model.safetensors").string());
+  }
+}
+
+}  // namespace edgevl

@@ -1,0 +1,36 @@
+// A decoder family's layout for writing files: its configuration, weight tables (HF and GGUF
+// names, shapes, flags) and the GGUF architecture with the keys llama.cpp reads for it.
+// `edgevl init` uses it to write random-weight models at real shapes.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/common/decoder.h"
+
+namespace edgevl {
+
+struct DecoderLayout {
+  DecoderConfig dec;
+  std::string gguf_arch;
+  std::vector<WeightSpec<DecoderWeights>> model_table;
+  std::vector<WeightSpec<DecoderLayerWeights>> layer_table;
+  std::vector<std::pair<std::string, float>> gguf_f32_keys;  // e.g. granite.embedding_scale
+};
+
+// The layout of the family named by the config's model_type; Error if unknown.
+DecoderLayout decoder_layout_from_hf(const HfConfig& hf);
+
+struct InitOptions {
+  bool gguf = false;           // write one .gguf file instead of an HF folder
+  DType dtype = DType::F32;    // weight matrices' type (GGUF: any supported type; HF: F32/F16/BF16)
+  uint64_t seed = 0;
+  int threads = 0;
+};
+
+// Writes a random-initialised model (weights ~ N(0, initializer_range), norms near their
+// neutral value) for the configuration in `config_path`, to an HF folder or a GGUF file whose
+// metadata llama.cpp reads (with a synthetic byte-fallback vocabulary of vocab_size tokens).
+void init_random_model(const std::string& config_path, const std::string& out, const InitOptions& opt);
+
+}  // namespace edgevl
