@@ -1,0 +1,182 @@
+// The edgevl command end to end: dump against the HF goldens, init/quantize/generate round trips,
+// and bad input ending in a one-line error with exit status 1 (never a crash).
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "test_util.h"
+
+namespace edgevl {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code = -1;   // -1: killed by a signal
+  std::string out, err;
+};
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("edgevl_cli_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  RunResult run(const std::string& args) {
+    const std::string o = (dir_ / "stdout").string(), e = (dir_ / "stderr").string();
+    const std::string cmd = std::string(EDGEVL_BINARY) + " " + args + " >" + o + " 2>" + e + " </dev/null";
+    int st = std::system(cmd.c_str());
+    RunResult r;
+    r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(o);
+    r.err = slurp(e);
+    return r;
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  void write(const std::string& name, const std::string& bytes) {
+    std::ofstream(path(name), std::ios::binary) << bytes;
+  }
+
+  fs::path dir_;
+};
+
+std::vector<float> floats(const TensorRef& t) {
+  std::vector<float> v(t.numel());
+  if (t.dtype == DType::F32) {
+    std::memcpy(v.data(), t.data, v.size() * 4);
+  } else {
+    for (size_t i = 0; i < v.size(); ++i) {
+      int64_t x;
+      std::memcpy(&x, t.data + 8 * i, 8);
+      v[i] = (float)x;
+    }
+  }
+  return v;
+}
+
+TEST_F(CliTest, DumpMatchesHfGoldens) {
+  for (std::string c : {"llama", "gemma3_text", "granitemoehybrid_micro"}) {
+    const std::string g = test::golden_hf(c) + "/golden.safetensors";
+    auto r = run("dump -m " + test::golden_hf(c) + " --inputs " + g + " --out " + path(c + ".safetensors") +
+                 " --generate 16");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto ours = safetensors::File::open(path(c + ".safetensors"));
+    auto ref = safetensors::File::open(g);
+    int compared = 0;
+    for (const TensorRef& t : ref->tensors()) {
+      const bool act = t.name == "logits" || t.name.rfind("hidden_states.", 0) == 0 || t.name == "gen.step_logits";
+      if (!act && t.name != "gen.new_tokens") continue;
+      const TensorRef* o = ours->find(t.name);
+      ASSERT_NE(o, nullptr) << c << ": dump wrote no " << t.name;
+      EXPECT_EQ(o->shape, t.shape) << c << " " << t.name;
+      if (t.name == "gen.new_tokens") EXPECT_EQ(floats(*o), floats(t)) << c;
+      else EXPECT_LE(test::rel_error(floats(*o), floats(t)), 1e-4) << c << " " << t.name;
+      ++compared;
+    }
+    EXPECT_GE(compared, 5) << c;
+  }
+}
+
+TEST_F(CliTest, InitQuantizeGenerateBench) {
+  const std::string cfg = test::golden_hf("llama256") + "/config.json";
+  ASSERT_EQ(run("init " + cfg + " -o " + path("m.gguf") + " --type F16").exit_code, 0);
+  ASSERT_EQ(run("quantize " + path("m.gguf") + " " + path("q.gguf") + " Q4_K").exit_code, 0);
+  auto info = run("info " + path("q.gguf"));
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("q4_k"), std::string::npos) << info.out;
+  auto gen = run("generate -m " + path("q.gguf") + " -p hello -n 8 --temp 0 --stats");
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  EXPECT_NE(gen.err.find("new tokens"), std::string::npos);
+  auto bench = run("bench -m " + path("q.gguf") + " -p 16 -n 8 -r 1 --json");
+  ASSERT_EQ(bench.exit_code, 0) << bench.err;
+  for (const char* k : {"prefill_tok_s", "decode_tok_s", "load_ms", "peak_rss_mb"})
+    EXPECT_NE(bench.out.find(k), std::string::npos) << k << " missing in " << bench.out;
+  // An HF folder from init loads and generates too.
+  ASSERT_EQ(run("init " + cfg + " -o " + path("hf")).exit_code, 0);
+  EXPECT_EQ(run("generate -m " + path("hf") + " --ids 1,2,3 -n 4 --temp 0").exit_code, 0);
+}
+
+TEST_F(CliTest, PerplexityOnGgufVocabulary) {
+  const std::string cfg = test::golden_hf("llama256") + "/config.json";
+  ASSERT_EQ(run("init " + cfg + " -o " + path("m.gguf")).exit_code, 0);
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "The quick brown fox jumps over the lazy dog. ";
+  write("t.txt", text);
+  auto r = run("perplexity -m " + path("m.gguf") + " -f " + path("t.txt") + " -c 64");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("perplexity:"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, HelpOnEveryCommand) {
+  for (std::string c : {"generate", "perplexity", "bench", "info", "quantize", "init", "dump"}) {
+    auto r = run(c + " --help");
+    EXPECT_EQ(r.exit_code, 0) << c;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << c << ": " << r.out;
+  }
+}
+
+// Each bad input must give exit status 1 (not a signal) and a single "edgevl: error:" line.
+TEST_F(CliTest, BadInputGivesOneLineError) {
+  const std::string good = test::golden_llamacpp("llama") + "/llama-Q8_0.gguf";
+  const std::string bytes = slurp(good);
+  ASSERT_GT(bytes.size(), 1000u);
+  write("truncated.gguf", bytes.substr(0, bytes.size() / 2));
+  write("header_only.gguf", bytes.substr(0, 10));
+  std::string magic = bytes;
+  magic[0] = 'X';
+  write("magic.gguf", magic);
+  write("empty.gguf", "");
+  write("bad.safetensors", std::string("\x10\0\0\0\0\0\0\0{not json at all", 24));
+  // An HF folder whose config names an unknown architecture.
+  fs::create_directories(path("unknown"));
+  write("unknown/config.json", R"({"model_type": "no_such_model", "architectures": ["NoSuch"]})");
+  fs::copy_file(test::golden_hf("llama") + "/model.safetensors", path("unknown/model.safetensors"));
+  // A folder whose weights do not match the config's shapes.
+  fs::create_directories(path("shape"));
+  std::string cfg = slurp(test::golden_hf("llama") + "/config.json");
+  cfg.replace(cfg.find("\"hidden_size\": 64"), 17, "\"hidden_size\": 96");
+  write("shape/config.json", cfg);
+  fs::copy_file(test::golden_hf("llama") + "/model.safetensors", path("shape/model.safetensors"));
+
+  const std::vector<std::string> cases = {
+      "info " + path("truncated.gguf"),
+      "info " + path("header_only.gguf"),
+      "info " + path("magic.gguf"),
+      "info " + path("empty.gguf"),
+      "info " + path("bad.safetensors"),
+      "info " + path("missing.gguf"),
+      "generate -m " + path("truncated.gguf") + " -p hi",
+      "generate -m " + path("unknown") + " --ids 1",
+      "generate -m " + path("shape") + " --ids 1",
+      "generate -m " + good + " --ids 99999",
+      "quantize " + good + " " + path("o.gguf") + " Q9_9",
+      "dump -m " + good + " --inputs " + path("bad.safetensors") + " --out " + path("o.safetensors"),
+  };
+  for (const auto& c : cases) {
+    auto r = run(c);
+    EXPECT_EQ(r.exit_code, 1) << c << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("edgevl: error: ", 0), 0u) << c << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c << "\n" << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace edgevl
