@@ -256,7 +256,9 @@ TEST(Kernels, SelectHonoursOverrideAndEnv) {
   EXPECT_EQ(Kernels::select().isa(), Isa::Scalar);
   unsetenv("EDGEVL_ISA");
   const CpuFeatures& f = cpu_features();
-  if (f.avx512f && f.avx512vnni && f.avx512bw && f.avx512vl) EXPECT_EQ(Kernels::select().isa(), Isa::Avx512);
+  if (f.avx512f && f.avx512vnni && f.avx512bw && f.avx512vl) {
+    EXPECT_EQ(Kernels::select().isa(), Isa::Avx512);
+  }
 }
 
 TEST(Kernels, MatmulRejectsBadArguments) {

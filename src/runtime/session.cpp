@@ -85,7 +85,7 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
       break;
     }
     r.tokens.push_back(id);
-    bool stop = false;
+    bool stop = false, cancelled = false;
     if (tok) {
       if (!tok->is_special(id)) text += utf8.feed(tok->token_piece(id));
       for (const auto& s : opt.stop_strings) {
@@ -96,17 +96,17 @@ GenerateResult Session::generate(const std::vector<int32_t>& prompt, const Gener
         }
       }
       const size_t safe = stop ? text.size() : text.size() - stop_prefix_holdback(text, opt.stop_strings);
-      if (safe > emitted && on_text && !on_text(text.substr(emitted, safe - emitted))) stop = true;
+      if (safe > emitted && on_text && !on_text(text.substr(emitted, safe - emitted))) cancelled = true;
       emitted = std::max(emitted, safe);
     }
-    if (stop) {
-      r.stop_reason = "stop_string";
+    if (stop || cancelled) {
+      r.stop_reason = stop ? "stop_string" : "cancelled";
       break;
     }
     if (i + 1 < opt.max_new_tokens) feed({id});
     else history_.push_back(id);
   }
-  if (tok && r.stop_reason != "stop_string") {
+  if (tok && r.stop_reason != "stop_string" && r.stop_reason != "cancelled") {
     text += utf8.flush();
     if (text.size() > emitted && on_text) on_text(text.substr(emitted));
   }

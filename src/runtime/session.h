@@ -40,7 +40,7 @@ struct GenerateOptions {
 struct GenerateResult {
   std::vector<int32_t> tokens;  // new tokens (stop strings excluded from text, not from tokens)
   std::string text;             // streamed text, stop string removed
-  std::string stop_reason;      // "eos", "stop_string", "length"
+  std::string stop_reason;      // "eos", "stop_string", "length", "cancelled" (on_text said stop)
   double prefill_ms = 0, decode_ms = 0;
   int64_t prompt_tokens = 0;
 };

@@ -32,6 +32,7 @@ void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWe
   a.n_kv_heads = Hkv;
   a.head_dim = Dh;
   a.scale = cfg.attn_scale > 0 ? cfg.attn_scale : 1.0f / std::sqrt((float)Dh);
+  a.softcap = cfg.attn_softcap;
   a.sliding_window = cfg.layer_sliding.empty() || !cfg.layer_sliding[layer] ? 0 : cfg.sliding_window;
   nn::attention(ctx, a, s.q.data(), T, pos0, cache.k(layer), cache.v(layer), s.attn.data());
   ops::linear(ctx, w.o, s.attn.data(), T, out, w.o_bias.empty() ? nullptr : w.o_bias.f32());
@@ -41,10 +42,11 @@ void gated_mlp(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights
                DecoderScratch& s, float* out) {
   s.gate.resize({T, cfg.ffn});
   s.up.resize({T, cfg.ffn});
-  ops::linear(ctx, w.gate, xn, T, s.gate.data());
-  ops::linear(ctx, w.up, xn, T, s.up.data());
+  auto bias = [](const WeightRef& b) { return b.empty() ? nullptr : b.f32(); };
+  ops::linear(ctx, w.gate, xn, T, s.gate.data(), bias(w.gate_bias));
+  ops::linear(ctx, w.up, xn, T, s.up.data(), bias(w.up_bias));
   ops::gated_act(cfg.act, s.gate.data(), s.up.data(), s.gate.data(), T * cfg.ffn);
-  ops::linear(ctx, w.down, s.gate.data(), T, out);
+  ops::linear(ctx, w.down, s.gate.data(), T, out, bias(w.down_bias));
 }
 
 void embed_tokens(const WeightRef& table, std::span<const int32_t> tokens, float* x) {
@@ -77,8 +79,8 @@ int64_t count_parameters(const DecoderWeights& w) {
   if (w.lm_head.data != w.embed.data) add(w.lm_head);
   for (const auto& l : w.layers)
     for (const WeightRef* r : {&l.attn_norm, &l.q, &l.k, &l.v, &l.o, &l.q_bias, &l.k_bias, &l.v_bias, &l.o_bias,
-                               &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.ffn_norm, &l.gate, &l.up, &l.down,
-                               &l.post_ffn_norm})
+                               &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.ffn_norm, &l.gate, &l.up, &l.down, &l.gate_bias,
+                               &l.up_bias, &l.down_bias, &l.post_ffn_norm})
       add(*r);
   return n;
 }

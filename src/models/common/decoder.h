@@ -20,9 +20,11 @@ struct DecoderConfig {
   ops::Activation act = ops::Activation::Silu;
   bool tie_embeddings = false;
   bool attention_bias = false;
+  bool mlp_bias = false;
   int64_t max_positions = 4096;
   float attn_scale = 0;                  // 0: 1/sqrt(head_dim)
   int64_t sliding_window = 0;
+  float attn_softcap = 0;                // 0: none (Gemma's attn_logit_softcapping)
   std::vector<bool> layer_sliding;       // per layer: sliding-window attention
   nn::RopeConfig rope_global, rope_local;
   int32_t bos_id = -1, eos_id = -1;
@@ -30,7 +32,7 @@ struct DecoderConfig {
 
 struct DecoderLayerWeights {
   WeightRef attn_norm, q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm, post_attn_norm;
-  WeightRef ffn_norm, gate, up, down, post_ffn_norm;
+  WeightRef ffn_norm, gate, up, down, gate_bias, up_bias, down_bias, post_ffn_norm;
 };
 
 struct DecoderWeights {

@@ -64,8 +64,9 @@ Gemma3Config config_from_hf(const HfConfig& hf) {
   d.rope_local = rope_from_hf(hf, "sliding_attention", 10000.0);
   if (j.contains("final_logit_softcapping") && j["final_logit_softcapping"].is_number())
     c.final_softcap = (float)hf.get_float("final_logit_softcapping", 0.0);
-  EV_CHECK(!j.contains("attn_logit_softcapping") || j["attn_logit_softcapping"].is_null(), hf.path(),
-           ": attn_logit_softcapping is not supported for gemma3");
+  EV_CHECK(!hf.get_bool("use_bidirectional_attention", false), hf.path(),
+           ": bidirectional Gemma 3 (embedding models) is not supported");
+  d.attn_softcap = (float)hf.get_float("attn_logit_softcapping", 0.0);
   auto id = [&](const char* k) {
     auto it2 = j.find(k);
     if (it2 == j.end() || it2->is_null()) return -1;

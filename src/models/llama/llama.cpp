@@ -35,6 +35,7 @@ LlamaConfig llama_config_from_hf(const HfConfig& hf) {
   d.act = ops::activation_from_name(hf.get_string("hidden_act", "silu").c_str());
   d.tie_embeddings = hf.get_bool("tie_word_embeddings", false);
   d.attention_bias = hf.get_bool("attention_bias", false);
+  d.mlp_bias = hf.get_bool("mlp_bias", false);
   d.max_positions = hf.get_int("max_position_embeddings", 4096);
   d.rope_global = rope_from_hf(hf, "", 10000.0);
   if (hf.has("partial_rotary_factor"))
@@ -80,6 +81,7 @@ LlamaConfig llama_config_from_gguf(const gguf::File& g, const std::string& arch)
   d.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id").value_or(-1);
   d.tie_embeddings = g.find_tensor("output.weight") == nullptr;
   d.attention_bias = g.find_tensor("blk.0.attn_q.bias") != nullptr;
+  d.mlp_bias = g.find_tensor("blk.0.ffn_up.bias") != nullptr;
   if (const TensorRef* f = g.find_tensor("rope_freqs.weight")) {
     EV_CHECK(f->dtype == DType::F32 && f->numel() == d.head_dim / 2, g.path(), ": bad rope_freqs.weight");
     const float* p = reinterpret_cast<const float*>(f->data);
@@ -122,6 +124,10 @@ std::vector<WeightSpec<DecoderLayerWeights>> llama_layer_table(const DecoderConf
   t.push_back({&L::gate, "model.layers.{L}.mlp.gate_proj.weight", "blk.{L}.ffn_gate.weight", {F, D}});
   t.push_back({&L::up, "model.layers.{L}.mlp.up_proj.weight", "blk.{L}.ffn_up.weight", {F, D}});
   t.push_back({&L::down, "model.layers.{L}.mlp.down_proj.weight", "blk.{L}.ffn_down.weight", {D, F}});
+  const uint32_t bias = c.mlp_bias ? kVector : (kVector | kOptional);
+  t.push_back({&L::gate_bias, "model.layers.{L}.mlp.gate_proj.bias", "blk.{L}.ffn_gate.bias", {F}, bias});
+  t.push_back({&L::up_bias, "model.layers.{L}.mlp.up_proj.bias", "blk.{L}.ffn_up.bias", {F}, bias});
+  t.push_back({&L::down_bias, "model.layers.{L}.mlp.down_proj.bias", "blk.{L}.ffn_down.bias", {D}, bias});
   return t;
 }
 
