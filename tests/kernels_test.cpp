@@ -174,7 +174,7 @@ TEST(KernelsSimd, MatmulMatchesScalarAllTypesAndShapes) {
     const int64_t kb = std::max<int64_t>(bs, 256);  // K-quant activations need 256 anyway
     for (int64_t k : {kb, 2 * kb, 3 * kb}) {
       for (int64_t n : ns) {
-        Weights w = make_weights(t, n, k, 11 + n, n % 2 ? 6 : 0);
+        Weights w = make_weights(t, n, k, 11 + n, n % 2 ? 8 : 0);
         for (int64_t m : ms) {
           const int64_t ldx = k + 3, ldy = n + 5;  // strided rows
           auto x = random_floats(m * ldx, 7 + m);

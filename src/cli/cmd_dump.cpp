@@ -48,8 +48,8 @@ void add_dump(CLI::App& app) {
   cmd->add_option("--suppress-tokens", o->suppress, "Comma-separated ids never chosen while decoding");
   add_thread_option(cmd, o->threads);
   cmd->footer(
-      "Rows are evaluated one at a time from an empty cache. Positions whose attention_mask is 0 are left out of\n"
-      "the computation and written as zeros.");
+      "Rows are evaluated one at a time from an empty cache. Positions whose attention_mask is 0 are never\n"
+      "attended to but keep their place in the positions, as in Hugging Face transformers.");
   cmd->callback([o] {
     Engine engine = Engine::load(o->model, o->threads);
     auto in = safetensors::File::open(o->inputs);
@@ -66,28 +66,28 @@ void add_dump(CLI::App& app) {
     std::map<std::string, std::pair<int64_t, std::vector<float>>> acts;  // name -> (cols, [B*T*cols])
     const int64_t V = engine.model->info().vocab_size;
     for (int64_t b = 0; b < B; ++b) {
-      std::vector<int32_t> toks;
-      std::vector<int64_t> where;  // token t of the computation -> column in the input row
-      for (int64_t t = 0; t < T; ++t)
-        if (mask[b * T + t] != 0) {
-          toks.push_back((int32_t)ids[b * T + t]);
-          where.push_back(t);
-        }
-      if (toks.empty()) continue;
+      // The whole row is computed, padding included, with padded keys hidden: HF's semantics.
+      std::vector<int32_t> toks(ids.begin() + b * T, ids.begin() + (b + 1) * T);
+      std::vector<uint8_t> key_mask(T);
+      bool padded = false;
+      for (int64_t t = 0; t < T; ++t) {
+        key_mask[t] = mask[b * T + t] != 0;
+        padded |= !key_mask[t];
+      }
       auto store = [&](std::string_view name, const float* data, int64_t rows, int64_t cols) {
         auto& [c, buf] = acts[std::string(name)];
         if (buf.empty()) {
           c = cols;
           buf.assign(B * T * cols, 0.0f);
         }
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(&buf[(b * T + where[r]) * cols], data + r * cols, cols * sizeof(float));
+        std::memcpy(&buf[b * T * cols], data, rows * cols * sizeof(float));
       };
       ForwardRequest req;
-      nn::KvCache cache = engine.model->new_cache((int64_t)toks.size());
+      nn::KvCache cache = engine.model->new_cache(T);
       req.tokens = toks;
       req.all_logits = true;
       req.tap = store;
+      if (padded) req.key_mask = key_mask;
       Tensor logits;
       engine.model->forward(*engine.ctx, cache, req, logits);
       store("logits", logits.data(), logits.dim(0), V);

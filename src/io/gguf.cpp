@@ -134,8 +134,8 @@ class MetaParser {
     uint64_t n = c_.read<uint64_t>("array length");
     // Every element takes at least min_encoded_size bytes, so a count beyond that is a lie.
     if (n > c_.remaining() / min_encoded_size(v.elem_type))
-      c_.error("key '", key, "': array of ", n, " ", value_type_name(v.elem_type),
-               " elements does not fit in the ", c_.remaining(), " bytes left");
+      c_.error("key '", key, "': truncated or corrupt: array of ", n, " ", value_type_name(v.elem_type),
+               " elements cannot fit in the ", c_.remaining(), " bytes left");
     values_ += n;
     if (values_ > kMaxValues)
       c_.error("key '", key, "': more than ", kMaxValues, " metadata array elements in total");
@@ -306,8 +306,10 @@ void File::parse() {
   uint64_t n_tensors = c.read<uint64_t>("tensor count");
   uint64_t n_kv = c.read<uint64_t>("metadata count");
   // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info 24.
-  if (n_kv > c.remaining() / 13) c.error("metadata count ", n_kv, " does not fit in the file");
-  if (n_tensors > c.remaining() / 24) c.error("tensor count ", n_tensors, " does not fit in the file");
+  if (n_kv > c.remaining() / 13)
+    c.error("truncated or corrupt: metadata count ", n_kv, " cannot fit in the ", c.remaining(), " bytes left");
+  if (n_tensors > c.remaining() / 24)
+    c.error("truncated or corrupt: tensor count ", n_tensors, " cannot fit in the ", c.remaining(), " bytes left");
 
   MetaParser meta(c);
   kv_.reserve(static_cast<size_t>(n_kv));

@@ -391,7 +391,12 @@ void Writer::write(const std::string& path) const {
                        {"data_offsets", {offset, offset + t->nbytes}}};
     offset += t->nbytes;
   }
-  std::string text = header.dump();
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {  // e.g. a name or metadata value that is not UTF-8
+    fail("safetensors writer: ", path, ": ", e.what());
+  }
   text.append((8 - text.size() % 8) % 8, ' ');  // HF pads the header with spaces to 8 bytes
   uint64_t n = text.size();
   uint8_t len[8];

@@ -44,6 +44,12 @@ class Kernels {
 // X: m rows of k floats with row stride ldx (floats); Y: m rows with stride ldy.
 // Activations may be quantized on the fly to the weight type's dot-product partner (Q8_0 / Q8_1
 // / Q8_K), as llama.cpp does. Work is split over the pool's threads.
+// Partners: Q4_0/Q5_0/Q8_0 -> Q8_0; Q4_1/Q5_1 -> Q8_1; Q4_K/Q5_K/Q6_K -> Q8_K; F32 and F16 ->
+// F32 (no rounding of activations); BF16 -> BF16. Supported weight types: those plus nothing
+// else (Error otherwise). W rows must keep their element's alignment (F32 rows 4-byte aligned).
+// Few activation rows (decode) read the GGUF blocks in place; from a few rows up (prefill) the
+// AVX-512 table unpacks each group of 16 weight rows once per call into an interleaved int8 panel
+// (no load-time repack needed, so the mmapped file is used as is).
 struct MatmulArgs {
   DType wtype = DType::F32;
   const void* w = nullptr;

@@ -5,6 +5,15 @@
 // them changes the last bit of a scale and with it the output bytes.
 #include "kernels/quants.h"
 
+// No fused multiply-add contraction in this file: llama-quantize's x86 build computes every
+// a*b+c with two roundings, and on AArch64 (FMA in the base ISA) GCC would otherwise fuse them
+// and change the chosen K-quant scales.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include <algorithm>
 #include <cfloat>
 #include <cmath>

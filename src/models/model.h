@@ -31,6 +31,9 @@ struct ForwardRequest {
   std::span<const int32_t> tokens;  // T new tokens of one sequence, at positions cache.size() ...
   bool all_logits = false;          // logits for every token, else only for the last
   ActivationTap tap;                // optional: receives hidden_states.NN as in HF's output_hidden_states
+  // Optional, one entry per position of the whole sequence (cache + these tokens): 0 = padding,
+  // never attended to (HF attention_mask). Positions still count for RoPE, as in HF.
+  std::span<const uint8_t> key_mask;
 };
 
 class CausalLM {

@@ -16,8 +16,10 @@ struct AttentionShape {
 };
 
 // q: [T, H*Dh] for positions pos0 .. pos0+T-1; k, v: [S, Hkv*Dh] with S >= pos0+T filled.
-// out: [T, H*Dh].
+// out: [T, H*Dh]. key_mask (optional, S entries): 0 hides that position (padding), as HF's
+// attention_mask does; a query that sees no key at all gets the uniform average of all pos0+T
+// values, which is what HF's eager softmax over an all-masked row computes.
 void attention(Context& ctx, const AttentionShape& a, const float* q, int64_t T, int64_t pos0, const float* k,
-               const float* v, float* out);
+               const float* v, float* out, const uint8_t* key_mask = nullptr);
 
 }  // namespace edgevl::nn

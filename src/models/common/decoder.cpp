@@ -8,7 +8,8 @@
 namespace edgevl {
 
 void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const nn::Rope& rope,
-                    int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out) {
+                    int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out,
+                    const ForwardRequest& req) {
   const int64_t H = cfg.n_heads, Hkv = cfg.n_kv_heads, Dh = cfg.head_dim;
   const int64_t pos0 = cache.size();
   s.q.resize({T, H * Dh});
@@ -34,7 +35,10 @@ void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWe
   a.scale = cfg.attn_scale > 0 ? cfg.attn_scale : 1.0f / std::sqrt((float)Dh);
   a.softcap = cfg.attn_softcap;
   a.sliding_window = cfg.layer_sliding.empty() || !cfg.layer_sliding[layer] ? 0 : cfg.sliding_window;
-  nn::attention(ctx, a, s.q.data(), T, pos0, cache.k(layer), cache.v(layer), s.attn.data());
+  EV_CHECK(req.key_mask.empty() || (int64_t)req.key_mask.size() >= pos0 + T, "forward: key_mask has ",
+           req.key_mask.size(), " entries for ", pos0 + T, " positions");
+  nn::attention(ctx, a, s.q.data(), T, pos0, cache.k(layer), cache.v(layer), s.attn.data(),
+                req.key_mask.empty() ? nullptr : req.key_mask.data());
   ops::linear(ctx, w.o, s.attn.data(), T, out, w.o_bias.empty() ? nullptr : w.o_bias.f32());
 }
 

@@ -49,7 +49,8 @@ struct DecoderScratch {
 // positions cache.size() .. + T. `norm_offset` is 1 for Gemma's (1 + w) q/k norms when the
 // weights were not shifted at load.
 void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const nn::Rope& rope,
-                    int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out);
+                    int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out,
+                    const ForwardRequest& req);
 
 // out [T, D] = down(act(gate(xn)) * up(xn))
 void gated_mlp(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const float* xn, int64_t T,

@@ -197,7 +197,7 @@ class Gemma3Model : public CausalLM {
       const DecoderLayerWeights& w = w_.layers[l];
       const nn::Rope& rope = d.layer_sliding[l] ? rope_local_ : rope_global_;
       ops::rms_norm(s_.x.data(), w.attn_norm.f32(), s_.xn.data(), T, D, d.rms_eps);
-      self_attention(ctx, d, w, rope, l, cache, s_.xn.data(), T, s_, s_.h.data());
+      self_attention(ctx, d, w, rope, l, cache, s_.xn.data(), T, s_, s_.h.data(), req);
       ops::rms_norm(s_.h.data(), w.post_attn_norm.f32(), s_.h.data(), T, D, d.rms_eps);
       ops::add(s_.x.data(), s_.h.data(), T * D);
       ops::rms_norm(s_.x.data(), w.ffn_norm.f32(), s_.xn.data(), T, D, d.rms_eps);

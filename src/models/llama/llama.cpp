@@ -177,7 +177,7 @@ void LlamaModel::forward(Context& ctx, nn::KvCache& cache, const ForwardRequest&
   for (int64_t l = 0; l < d.n_layers; ++l) {
     const DecoderLayerWeights& w = w_.layers[l];
     ops::rms_norm(s_.x.data(), w.attn_norm.f32(), s_.xn.data(), T, D, d.rms_eps);
-    self_attention(ctx, d, w, rope_, l, cache, s_.xn.data(), T, s_, s_.h.data());
+    self_attention(ctx, d, w, rope_, l, cache, s_.xn.data(), T, s_, s_.h.data(), req);
     ops::add_scaled(s_.x.data(), s_.h.data(), cfg_.mup.residual, T * D);
     ops::rms_norm(s_.x.data(), w.ffn_norm.f32(), s_.xn.data(), T, D, d.rms_eps);
     gated_mlp(ctx, d, w, s_.xn.data(), T, s_, s_.h.data());
