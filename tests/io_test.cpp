@@ -1092,6 +1092,9 @@ TEST(HfConfig, TypedGetters) {
   expect_error([&] { c.require_int("missing"); }, "'missing'", "required key");
   expect_error([&] { c.get_string_array("arr"); }, "arr[0]", "int array as strings");
   expect_error([&] { c.sub("a"); }, "'a'", "int as object");
+  expect_error([&] { c.sub("text_config").get_string("hidden_size", ""); }, "'text_config.hidden_size'", "sub key");
+  EXPECT_EQ(c.sub("text_config").sub("rope").get_float("theta", 0), 1e6);
+  EXPECT_EQ(c.sub("nothing").get_int("x", 3), 3);
   expect_error([&] { parse_hf_config("{\"a\":", "broken.json"); }, "broken.json", "invalid JSON");
   expect_error([&] { parse_hf_config("[1]", "arr.json"); }, "arr.json", "not an object");
   expect_error([&] { load_hf_config("/nonexistent/dir/config.json"); }, "/nonexistent/dir/config.json", "missing file");

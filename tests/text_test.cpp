@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -380,7 +381,7 @@ Vocab vocab_from_tokenizer_json(const json& tj, VocabKind kind, const std::strin
         v.types[i] = TokenType::Unknown;
       }
   }
-  std::map<std::string, int32_t> id_of;
+  std::unordered_map<std::string, int32_t> id_of;
   for (size_t i = 0; i < n; ++i) id_of.emplace(v.tokens[i], (int32_t)i);
   std::vector<int64_t> first_rank(n, -1);
   const json& merges = model.at("merges");

@@ -82,7 +82,9 @@ HfConfig load_hf_config(const std::string& path_or_dir) {
   return parse_hf_config(text, p.string());
 }
 
-std::string HfConfig::where(const std::string& key) const { return str_cat("hf_config: ", path_, ": key '", key, "'"); }
+std::string HfConfig::where(const std::string& key) const {
+  return str_cat("hf_config: ", path_, ": key '", prefix_, key, "'");
+}
 
 const Json* HfConfig::lookup(const std::string& key) const {
   if (!j_.is_object()) return nullptr;
@@ -196,9 +198,10 @@ std::vector<std::string> HfConfig::get_string_array(const std::string& key, cons
 
 HfConfig HfConfig::sub(const std::string& key) const {
   const Json* v = lookup(key);
-  if (!v) return HfConfig(Json::object(), path_ + ":" + key);
-  EV_CHECK(v->is_object(), where(key), " is ", kind(*v), ", expected an object");
-  return HfConfig(*v, path_ + ":" + key);
+  if (v) EV_CHECK(v->is_object(), where(key), " is ", kind(*v), ", expected an object");
+  HfConfig out(v ? *v : Json::object(), path_);
+  out.prefix_ = prefix_ + key + ".";
+  return out;
 }
 
 }  // namespace edgevl

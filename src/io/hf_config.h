@@ -48,6 +48,7 @@ class HfConfig {
 
   nlohmann::json j_ = nlohmann::json::object();
   std::string path_;
+  std::string prefix_;  // "text_config." for a sub(): errors name the full dotted key
 };
 
 // `path_or_dir` is a config.json file or a folder holding one. Throws Error naming the file.
