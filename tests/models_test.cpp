@@ -6,6 +6,9 @@
 //    most 1.5x the error llama.cpp itself makes at that type.
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
 #include <map>
 #include <string>
 #include <vector>
@@ -156,6 +159,44 @@ std::vector<GgufCase> gguf_cases() {
 
 INSTANTIATE_TEST_SUITE_P(Golden, LlamaCppParity, ::testing::ValuesIn(gguf_cases()),
                          [](const auto& info) { return info.param.name + "_" + info.param.type; });
+
+}  // namespace
+}  // namespace edgevl
+
+namespace edgevl {
+namespace {
+
+// A sharded HF folder (model.safetensors.index.json + two shards, as save_pretrained writes for
+// big models) loads and gives the same logits as the single-file golden checkpoint.
+TEST(ShardedFolder, SameLogitsAsSingleFile) {
+  namespace fs = std::filesystem;
+  const std::string src = golden_hf("llama");
+  const fs::path dir = fs::temp_directory_path() / ("edgevl_sharded_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::copy_file(src + "/config.json", dir / "config.json", fs::copy_options::overwrite_existing);
+  auto st = safetensors::File::open(src + "/model.safetensors");
+  safetensors::Writer a, b;
+  std::string weight_map;
+  size_t i = 0;
+  for (const TensorRef& t : st->tensors()) {
+    const bool first = i++ % 2 == 0;
+    (first ? a : b).add(t.name, t.dtype, t.shape, t.data, t.nbytes);
+    const char* shard = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+    weight_map += std::string(weight_map.empty() ? "" : ",") + "\"" + t.name + "\": \"" + shard + "\"";
+  }
+  a.write((dir / "model-00001-of-00002.safetensors").string());
+  b.write((dir / "model-00002-of-00002.safetensors").string());
+  std::ofstream(dir / "model.safetensors.index.json") << "{\"metadata\": {}, \"weight_map\": {" << weight_map << "}}";
+
+  auto golden = safetensors::File::open(src + "/golden.safetensors");
+  const TensorRef* ids_t = golden->find("inputs.input_ids");
+  const int64_t B = ids_t->shape[0], T = ids_t->shape[1];
+  Context ctx(1);
+  auto sharded = load_model(dir.string());
+  auto ours = run_rows(*sharded, ctx, as_ids(*ids_t), B, T)["logits"];
+  EXPECT_LE(rel_error(ours, as_f32(*golden->find("logits"))), 1e-4);
+  fs::remove_all(dir);
+}
 
 }  // namespace
 }  // namespace edgevl
