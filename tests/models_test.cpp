@@ -15,6 +15,8 @@
 
 #include "io/safetensors.h"
 #include "kernels/quants.h"
+#include "io/gguf.h"
+#include "models/layout.h"
 #include "models/model.h"
 #include "runtime/sampler.h"
 #include "test_util.h"
@@ -197,6 +199,50 @@ TEST(ShardedFolder, SameLogitsAsSingleFile) {
   EXPECT_LE(rel_error(ours, as_f32(*golden->find("logits"))), 1e-4);
   fs::remove_all(dir);
 }
+
+}  // namespace
+}  // namespace edgevl
+
+namespace edgevl {
+namespace {
+
+// HF -> GGUF conversion: the file holds exactly the tensors llama.cpp's own converter writes
+// (same names, types, shapes and bytes, q/k permutation included), and loading it reproduces
+// the HF logits. Gemma 3 has no llama.cpp golden; its converted file is checked by logits only.
+class ConvertTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ConvertTest, MatchesLlamaCppConverterAndHfLogits) {
+  namespace fs = std::filesystem;
+  const std::string c = GetParam();
+  const fs::path out = fs::temp_directory_path() / ("edgevl_convert_" + std::to_string(::getpid()) + c + ".gguf");
+  convert_hf_to_gguf(golden_hf(c), out.string(), DType::F32, 1);
+  const std::string theirs = golden_llamacpp(c) + "/" + c + "-F32.gguf";
+  if (fs::exists(theirs)) {
+    auto a = gguf::File::open(out.string());
+    auto b = gguf::File::open(theirs);
+    EXPECT_EQ(a->tensors().size(), b->tensors().size());
+    for (const TensorRef& t : b->tensors()) {
+      const TensorRef* o = a->find_tensor(t.name);
+      ASSERT_NE(o, nullptr) << c << ": missing " << t.name;
+      EXPECT_EQ(o->dtype, t.dtype) << t.name;
+      EXPECT_EQ(o->shape, t.shape) << t.name;
+      ASSERT_EQ(o->nbytes, t.nbytes) << t.name;
+      EXPECT_EQ(std::memcmp(o->data, t.data, t.nbytes), 0) << c << ": " << t.name << " differs";
+    }
+  }
+  auto golden = safetensors::File::open(golden_hf(c) + "/golden.safetensors");
+  const TensorRef* ids_t = golden->find("inputs.input_ids");
+  Context ctx(1);
+  auto model = load_model(out.string());
+  auto ours = run_rows(*model, ctx, as_ids(*ids_t), ids_t->shape[0], ids_t->shape[1]);
+  for (const TensorRef& g : golden->tensors())
+    if (g.name == "logits" || g.name.rfind("hidden_states.", 0) == 0)
+      EXPECT_LE(rel_error(ours[g.name], as_f32(g)), 1e-4) << c << " " << g.name;
+  fs::remove(out);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, ConvertTest,
+                         ::testing::Values("llama", "llama256", "gemma3_text", "granite", "granitemoehybrid_micro"));
 
 }  // namespace
 }  // namespace edgevl

@@ -3,6 +3,7 @@
 // biases) stay F32; rows that do not fit fall back as llama.cpp does (K-quants to the legacy
 // format of the same width, others to F16).
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <vector>
 
@@ -12,19 +13,11 @@
 #include "core/thread_pool.h"
 #include "io/gguf.h"
 #include "kernels/quants.h"
+#include "models/layout.h"
 
 namespace edgevl::cli {
 
 namespace {
-
-DType fallback_for(DType t) {
-  switch (t) {
-    case DType::Q4_K: return DType::Q5_0;
-    case DType::Q5_K: return DType::Q5_1;
-    case DType::Q6_K: return DType::Q8_0;
-    default: return DType::F16;
-  }
-}
 
 // llama.cpp's file_type ids (LLAMA_FTYPE_*) for general.file_type.
 int ftype_of(DType t) {
@@ -52,8 +45,11 @@ void add_quantize(CLI::App& app) {
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  auto* cmd = app.add_subcommand("quantize", "Convert a GGUF's weights to another type (F16, BF16, Q8_0, Q4_0, Q4_K, ...)");
-  cmd->add_option("input", o->in, "Input .gguf (F32, F16 or BF16 weights)")->required()->check(CLI::ExistingFile);
+  auto* cmd = app.add_subcommand(
+      "quantize", "Write a GGUF with weights in another type (F16, BF16, Q8_0, Q4_0, Q4_K, ...), from a GGUF or an HF folder");
+  cmd->add_option("input", o->in, "Input .gguf (F32, F16 or BF16 weights) or Hugging Face model folder")
+      ->required()
+      ->check(CLI::ExistingPath);
   cmd->add_option("output", o->out, "Output .gguf")->required();
   cmd->add_option("type", o->type, "Target type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K")->required();
   add_thread_option(cmd, o->threads);
@@ -64,6 +60,10 @@ void add_quantize(CLI::App& app) {
                         *target == DType::Q5_0 || *target == DType::Q5_1 || *target == DType::Q4_K ||
                         *target == DType::Q5_K || *target == DType::Q6_K),
              "quantize: unsupported target type '", o->type, "'");
+    if (std::filesystem::is_directory(o->in)) {
+      convert_hf_to_gguf(o->in, o->out, *target, o->threads);
+      return;
+    }
     auto in = gguf::File::open(o->in);
     gguf::Writer w;
     w.copy_metadata(*in);
@@ -75,9 +75,7 @@ void add_quantize(CLI::App& app) {
     for (const TensorRef& t : in->tensors()) {
       ++done;
       const bool matrix = t.shape.size() >= 2;
-      DType to = matrix ? *target : t.dtype;
-      if (matrix && t.shape.back() % dtype_info_or_die(to).block_size != 0) to = fallback_for(to);
-      if (matrix && t.shape.back() % dtype_info_or_die(to).block_size != 0) to = DType::F16;
+      const DType to = matrix ? type_for_row(*target, t.shape.back()) : t.dtype;
       if (to == t.dtype) {
         w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
         continue;

@@ -655,4 +655,14 @@ void dequantize_row(DType t, const void* x, float* out, int64_t n) {
   }
 }
 
+DType type_for_row(DType target, int64_t cols) {
+  auto fits = [cols](DType t) { return cols % dtype_info_or_die(t).block_size == 0; };
+  if (fits(target)) return target;
+  DType fallback = DType::F16;
+  if (target == DType::Q4_K) fallback = DType::Q5_0;
+  if (target == DType::Q5_K) fallback = DType::Q5_1;
+  if (target == DType::Q6_K) fallback = DType::Q8_0;
+  return fits(fallback) ? fallback : DType::F16;
+}
+
 }  // namespace edgevl

@@ -15,4 +15,9 @@ void quantize_row(DType t, const float* x, void* out, int64_t n);
 // Dequantize / convert one row of n elements of type t to float.
 void dequantize_row(DType t, const void* x, float* out, int64_t n);
 
+// The type a row of `cols` elements gets when `target` is asked for: target itself when the row
+// fits its block, else llama-quantize's fallback (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, others and
+// anything still not fitting -> F16).
+DType type_for_row(DType target, int64_t cols);
+
 }  // namespace edgevl

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "io/gguf.h"
 #include "models/common/decoder.h"
 
 namespace edgevl {
@@ -20,6 +21,18 @@ struct DecoderLayout {
 
 // The layout of the family named by the config's model_type; Error if unknown.
 DecoderLayout decoder_layout_from_hf(const HfConfig& hf);
+
+// `general.*` and `<arch>.*` keys llama.cpp reads for this layout.
+void write_gguf_metadata(gguf::Writer& w, const DecoderLayout& L);
+// A byte-fallback SentencePiece-style vocabulary of exactly `n` tokens (<unk> <s> </s>, the 256
+// byte tokens, filler pieces), for models that come without a tokenizer (random or test weights).
+void write_synthetic_vocab(gguf::Writer& w, int64_t n);
+
+// Converts an HF folder of a supported family to GGUF with llama.cpp's names, keys and layouts
+// (Llama/Granite q/k rows permuted for llama.cpp's RoPE, Gemma norms stored as 1 + w), weight
+// matrices in `dtype` (F32/F16/BF16 or a block format; rows that do not fit fall back as
+// llama-quantize does). A folder without a tokenizer gets a synthetic vocabulary.
+void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out, DType dtype, int threads);
 
 struct InitOptions {
   bool gguf = false;           // write one .gguf file instead of an HF folder

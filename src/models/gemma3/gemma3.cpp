@@ -103,9 +103,17 @@ Gemma3Config config_from_gguf(const gguf::File& g) {
   // llama.cpp does not store query_pre_attn_scalar; it scales by 1/sqrt(head_dim) unless told.
   d.attn_scale = (float)g.get_float(a + ".attention.scale").value_or(1.0 / std::sqrt((double)d.head_dim));
   d.sliding_window = g.get_int(a + ".attention.sliding_window").value_or(4096);
-  // The converter writes no layer pattern; llama.cpp assumes every 6th layer is global.
-  const int64_t pattern = g.get_int(a + ".attention.sliding_window_pattern").value_or(6);
-  for (int64_t l = 0; l < d.n_layers; ++l) d.layer_sliding.push_back((l + 1) % pattern != 0);
+  // llama.cpp's converter writes no layer pattern and llama.cpp assumes every 6th layer global;
+  // edgevl writes a per-layer bool array (or an int period).
+  const gguf::Value* pat = g.find(a + ".attention.sliding_window_pattern");
+  if (pat && pat->is_array()) {
+    EV_CHECK((int64_t)pat->array.size() == d.n_layers, g.path(), ": sliding_window_pattern has ", pat->array.size(),
+             " entries for ", d.n_layers, " layers");
+    for (const auto& v : pat->array) d.layer_sliding.push_back(v.as_bool());
+  } else {
+    const int64_t period = pat ? pat->as_int() : 6;
+    for (int64_t l = 0; l < d.n_layers; ++l) d.layer_sliding.push_back(period <= 0 || (l + 1) % period != 0);
+  }
   d.rope_global = rope_from_gguf(g, a);
   d.rope_local = nn::RopeConfig{};
   d.rope_local.theta = g.get_float(a + ".rope.freq_base_swa").value_or(10000.0);
