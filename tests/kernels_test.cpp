@@ -172,7 +172,9 @@ TEST(KernelsSimd, MatmulMatchesScalarAllTypesAndShapes) {
   for (DType t : kWeightTypes) {
     const int64_t bs = dtype_info_or_die(t).block_size;
     const int64_t kb = std::max<int64_t>(bs, 256);  // K-quant activations need 256 anyway
-    for (int64_t k : {kb, 2 * kb, 3 * kb}) {
+    std::vector<int64_t> ks = {kb, 2 * kb, 3 * kb};
+    if (bs < kb) ks.push_back(kb + bs);  // an odd number of blocks (decode kernels pair them)
+    for (int64_t k : ks) {
       for (int64_t n : ns) {
         Weights w = make_weights(t, n, k, 11 + n, n % 2 ? 8 : 0);
         for (int64_t m : ms) {

@@ -17,28 +17,6 @@
 
 namespace edgevl::cli {
 
-namespace {
-
-// llama.cpp's file_type ids (LLAMA_FTYPE_*) for general.file_type.
-int ftype_of(DType t) {
-  switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::Q4_0: return 2;
-    case DType::Q4_1: return 3;
-    case DType::Q8_0: return 7;
-    case DType::Q5_0: return 8;
-    case DType::Q5_1: return 9;
-    case DType::Q4_K: return 15;
-    case DType::Q5_K: return 17;
-    case DType::Q6_K: return 18;
-    case DType::BF16: return 32;
-    default: return 0;
-  }
-}
-
-}  // namespace
-
 void add_quantize(CLI::App& app) {
   struct Opts {
     std::string in, out, type;
@@ -67,7 +45,7 @@ void add_quantize(CLI::App& app) {
     auto in = gguf::File::open(o->in);
     gguf::Writer w;
     w.copy_metadata(*in);
-    w.set_u32("general.file_type", (uint32_t)ftype_of(*target));
+    w.set_u32("general.file_type", (uint32_t)gguf::llama_file_type(*target));
     w.set_u32("general.quantization_version", 2);
     ThreadPool pool(o->threads > 0 ? o->threads : default_thread_count());
     auto t0 = std::chrono::steady_clock::now();

@@ -15,10 +15,11 @@ namespace edgevl {
 
 namespace {
 constexpr int kSpinIterations = 1 << 14;
-}
+constexpr int64_t kMaxTasksPerJob = 0xFFFF;  // the task fields of the claim word are 16 bits
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
-  for (int i = 1; i < num_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
+  for (int i = 1; i < num_threads_; ++i) threads_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -28,7 +29,27 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::worker(int index) {
+int64_t ThreadPool::claim(uint32_t epoch) {
+  uint64_t v = claim_.load(std::memory_order_acquire);
+  for (;;) {
+    if (uint32_t(v >> 32) != epoch) return -1;
+    const uint64_t next = v & 0xFFFF, n = (v >> 16) & 0xFFFF;
+    if (next >= n) return -1;
+    if (claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+      return int64_t(next);
+  }
+}
+
+// Runs tasks of job `epoch` until none is left. A successful claim means the job is not over
+// (its caller waits for every task), so fn_ still points at that job's function.
+void ThreadPool::drain(uint32_t epoch) {
+  for (int64_t t = claim(epoch); t >= 0; t = claim(epoch)) {
+    (*fn_.load(std::memory_order_acquire))(t);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::worker() {
   uint32_t seen = 0;
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
@@ -37,13 +58,46 @@ void ThreadPool::worker(int index) {
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {
-      generation_.wait(seen, std::memory_order_acquire);
+      // seq_cst pairs with the caller's store-then-load: either it sees a sleeper and notifies,
+      // or this thread sees the new generation here and in wait()'s own comparison.
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      generation_.wait(seen, std::memory_order_seq_cst);
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
       continue;
     }
     seen = g;
     if (stop_.load()) return;
-    (*job_)(index, num_threads_);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    drain(g);
+  }
+}
+
+void ThreadPool::run_tasks(int64_t num_tasks, const std::function<void(int64_t)>& fn) {
+  if (num_tasks <= 0) return;
+  if (num_threads_ == 1 || num_tasks == 1) {
+    for (int64_t t = 0; t < num_tasks; ++t) fn(t);
+    return;
+  }
+  if (num_tasks > kMaxTasksPerJob) {  // group tasks so the count fits the claim word
+    const int64_t per = (num_tasks + kMaxTasksPerJob - 1) / kMaxTasksPerJob;
+    run_tasks((num_tasks + per - 1) / per, [&](int64_t g) {
+      for (int64_t t = g * per; t < std::min(num_tasks, (g + 1) * per); ++t) fn(t);
+    });
+    return;
+  }
+  const uint32_t epoch = ++epoch_ == 0 ? ++epoch_ : epoch_;  // 0 is the workers' initial "seen"
+  fn_.store(&fn, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  claim_.store((uint64_t(epoch) << 32) | (uint64_t(num_tasks) << 16), std::memory_order_release);
+  generation_.store(epoch, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) generation_.notify_all();
+  drain(epoch);
+  // Only tasks already claimed by a worker remain; wait for them.
+  for (int spin = 0; done_.load(std::memory_order_acquire) != num_tasks; ++spin) {
+    if (spin < kSpinIterations) {
+      EV_CPU_RELAX();
+    } else {
+      std::this_thread::yield();  // the worker holding a task may be waiting for this core
+    }
   }
 }
 
@@ -52,19 +106,7 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     fn(0, 1);
     return;
   }
-  job_ = &fn;
-  pending_.store(num_threads_ - 1, std::memory_order_release);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
-  generation_.notify_all();
-  fn(0, num_threads_);
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-    if (spin < kSpinIterations) {
-      EV_CPU_RELAX();
-    } else {
-      int p = pending_.load(std::memory_order_acquire);
-      if (p != 0) pending_.wait(p, std::memory_order_acquire);
-    }
-  }
+  run_tasks(num_threads_, [&](int64_t i) { fn(int(i), num_threads_); });
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

@@ -712,4 +712,20 @@ void Writer::write(const std::string& path) const {
   out.commit();
 }
 
+uint32_t llama_file_type(DType t) {
+  switch (t) {
+    case DType::F16: return 1;
+    case DType::Q4_0: return 2;
+    case DType::Q4_1: return 3;
+    case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    case DType::Q4_K: return 15;
+    case DType::Q5_K: return 17;
+    case DType::Q6_K: return 18;
+    case DType::BF16: return 32;
+    default: return 0;  // F32
+  }
+}
+
 }  // namespace edgevl::gguf

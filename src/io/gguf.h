@@ -123,6 +123,9 @@ class Writer {
   std::vector<PendingTensor> tensors_;
 };
 
+// llama.cpp's general.file_type value (LLAMA_FTYPE_*) for a file whose weights are mostly `t`.
+uint32_t llama_file_type(DType t);
+
 Value make_string(const std::string& s);
 Value make_u32(uint32_t v);
 Value make_f32(float v);

@@ -16,6 +16,13 @@ namespace {
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
+// Decode (one activation row) streams weights from DRAM; prefetch this far ahead in each row
+// (rows are contiguous, so this runs into the following rows), as matmul_avx512.cpp does.
+constexpr int kPrefetchBytes = 32768;
+inline void prefetch_ahead(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
+
 // The 8 6-bit scales and mins of a Q4_K/Q5_K super-block (same result as get_scale_min_k4).
 inline void scales_mins(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
   for (int j = 0; j < 4; ++j) {
@@ -58,6 +65,7 @@ void q45k_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t 
       const __m512i idx = pick2(2 * j, 2 * j + 1);
       __m512i u[NR], scv[NR];
       for (int n = 0; n < NR; ++n) {
+        if constexpr (MR == 1) prefetch_ahead(wb[n]->qs + 32 * j);
         const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[n]->qs + 32 * j)));
         u[n] = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), m4);
         if constexpr (kQ5) {
@@ -118,6 +126,10 @@ void q6k_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t a
       __m512i u0[NR], u1[NR], s0[NR], s1[NR];
       for (int n = 0; n < NR; ++n) {
         const uint8_t* ql = wb[n]->ql + 64 * h;
+        if constexpr (MR == 1) {
+          prefetch_ahead(ql);
+          prefetch_ahead(wb[n]->qh + 32 * h);
+        }
         const __m512i L = _mm512_loadu_si512(ql);  // [ql0 (32) | ql1 (32)]
         const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[n]->qh + 32 * h)));
         const __m512i H0 = _mm512_mask_srli_epi16(H, 0xFFFF0000u, H, 2);  // upper half: bits 2-3 -> 0-1

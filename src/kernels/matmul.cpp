@@ -33,16 +33,7 @@ uint8_t* panel_scratch(size_t bytes) {
 }
 
 void run_tasks(ThreadPool& pool, int64_t num_tasks, const std::function<void(int64_t)>& task) {
-  if (pool.size() == 1 || num_tasks == 1) {
-    for (int64_t t = 0; t < num_tasks; ++t) task(t);
-    return;
-  }
-  std::atomic<int64_t> next{0};
-  pool.run([&](int, int) {
-    for (int64_t t = next.fetch_add(1, std::memory_order_relaxed); t < num_tasks;
-         t = next.fetch_add(1, std::memory_order_relaxed))
-      task(t);
-  });
+  pool.run_tasks(num_tasks, task);
 }
 
 // The packed path: each group of kern::kPanelRows weight rows is unpacked once (per call) and

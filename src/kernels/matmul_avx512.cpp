@@ -112,6 +112,12 @@ struct Q8_0W {
   using B = BlockQ8_0;
   static constexpr int Z = 128;
   static constexpr bool kMin = false;
+  static constexpr bool kSplit16 = false;  // lane layout of u2, see legacy_m1
+  static __m512i u2(const B* b) {
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs))),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)), 1);
+    return _mm512_xor_si512(q, _mm512_set1_epi8((char)0x80));
+  }
   static __m256i u(const B& b) {
     return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), _mm256_set1_epi8((char)0x80));
   }
@@ -126,16 +132,33 @@ inline __m256i hi5(const uint8_t* qh) {
   std::memcpy(&h, qh, 4);
   return _mm256_and_si256(_mm256_movm_epi8(h), _mm256_set1_epi8(0x10));
 }
+inline __m512i nib64(const uint8_t* qs0, const uint8_t* qs1) {  // two blocks' 16 bytes -> 64 nibbles
+  const __m256i q = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(qs1), reinterpret_cast<const __m128i*>(qs0));
+  const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+  return _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+}
 struct Q4_0W {
   using B = BlockQ4_0;
   static constexpr int Z = 8;
   static constexpr bool kMin = false;
+  static constexpr bool kSplit16 = true;
+  static __m512i u2(const B* b) { return nib64(b[0].qs, b[1].qs); }
   static __m256i u(const B& b) { return nib32(b.qs); }
 };
 struct Q5_0W {
   using B = BlockQ5_0;
   static constexpr int Z = 16;
   static constexpr bool kMin = false;
+  static constexpr bool kSplit16 = true;
+  static __m512i u2(const B* b) {
+    // qh bit j is the 5th bit of element j: bits 0-15 go to the low-nibble lanes, 16-31 to the high.
+    uint32_t h0, h1;
+    std::memcpy(&h0, b[0].qh, 4);
+    std::memcpy(&h1, b[1].qh, 4);
+    const uint64_t m = (uint64_t)(h0 & 0xFFFF) | (uint64_t)(h1 & 0xFFFF) << 16 | (uint64_t)(h0 >> 16) << 32 |
+                       (uint64_t)(h1 >> 16) << 48;
+    return _mm512_or_si512(nib64(b[0].qs, b[1].qs), _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
+  }
   static __m256i u(const B& b) { return _mm256_or_si256(nib32(b.qs), hi5(b.qh)); }
 };
 struct Q4_1W {
@@ -187,14 +210,61 @@ void legacy_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_
     for (int j = 0; j < NR; ++j) y[i * ldy + j] = hsum256(acc[i][j]) + macc[i][j];
 }
 
+// ---- decode kernels (one activation row, NR weight rows): two blocks per 512-bit vector ----
+// Per pair of blocks the activation vector, its zero-point correction and its scales are built
+// once and shared by the NR rows; per row the work is one unpack, one vpdpbusd, one int->float
+// and one FMA into a per-row float accumulator, with a single horizontal sum at the end.
+// Weights' scales for the two blocks are converted together (two halves in one vcvtph2ps).
+// Lane layout of a pair (b, b+1): kSplit16 formats (4-bit quants: low nibbles = elements 0-15,
+// high = 16-31) hold [b 0-15 | b+1 0-15 | b 16-31 | b+1 16-31] in the four 128-bit lanes; Q8_0
+// holds [b | b+1] in the two 256-bit halves.
+
+// Decode streams weights from DRAM in short rows (a few KB); hardware prefetchers alone leave
+// the core waiting, so each row prefetches this many bytes ahead (rows are contiguous).
+constexpr int kPrefetchBytes = 32768;
+
+template <class W, int NR>
+void legacy_m1(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, float* y) {
+  const auto* ab = reinterpret_cast<const BlockQ8_0*>(a);
+  const int64_t nb = k / 32;
+  // vpermps pattern spreading [s_b, s_b+1] over the lanes of each block.
+  const __m512i spread = W::kSplit16 ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+                                     : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512 acc[NR];
+  for (int j = 0; j < NR; ++j) acc[j] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    __m512i av = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[b].qs))),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[b + 1].qs)), 1);
+    if constexpr (W::kSplit16) av = _mm512_shuffle_i64x2(av, av, _MM_SHUFFLE(3, 1, 2, 0));
+    const __m512i zc = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(W::Z), av));
+    const uint32_t dab = uint32_t(ab[b].d) | uint32_t(ab[b + 1].d) << 16;
+    const __m128 da = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dab));
+    for (int j = 0; j < NR; ++j) {
+      const auto* wb = reinterpret_cast<const typename W::B*>(w + j * ws) + b;
+      _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes, _MM_HINT_T0);
+      const __m512i dot = _mm512_dpbusd_epi32(zc, W::u2(wb), av);
+      const uint32_t dwb = uint32_t(wb[0].d) | uint32_t(wb[1].d) << 16;
+      const __m128 s = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dwb)), da);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(s)), acc[j]);
+    }
+  }
+  float tail[NR] = {};
+  if (b < nb) legacy_tile<W, 1, NR>(32, w + b * sizeof(typename W::B), ws, a + b * sizeof(BlockQ8_0), 0, tail, 1);
+  for (int j = 0; j < NR; ++j) y[j] = _mm512_reduce_add_ps(acc[j]) + tail[j];
+}
+
 // ---- direct kernels for float weights ----
 
 struct F32L {
+  static constexpr int kBytes = 4;
   static __m512 load(const uint8_t* row, int64_t c, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + c);
   }
 };
 struct F16L {
+  static constexpr int kBytes = 2;
   static __m512 load(const uint8_t* row, int64_t c, __mmask16 m) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(row) + c));
   }
@@ -210,6 +280,7 @@ void float_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t
     __m512 av[MR];
     for (int i = 0; i < MR; ++i) av[i] = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(a + i * as) + c);
     for (int j = 0; j < NR; ++j) {
+      if constexpr (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(w + j * ws) + c * L::kBytes + kPrefetchBytes, _MM_HINT_T0);
       const __m512 wv = L::load(w + j * ws, c, m);
       for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(wv, av[i], acc[i][j]);
     }
@@ -303,9 +374,28 @@ float dot_f32_avx512(const float* a, const float* b, int64_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
+// One activation row (decode) takes legacy_m1 where the format has it; more rows the MR x NR tiles.
+template <class W>
+void legacy_gemm(int64_t k, const void* w, size_t ws, int nr, const void* a, size_t as, int mr, float* y,
+                 int64_t ldy) {
+  if constexpr (requires { W::u2(nullptr); }) {
+    if (mr == 1) {
+      auto* wp = static_cast<const uint8_t*>(w);
+      auto* ap = static_cast<const uint8_t*>(a);
+      switch (nr) {
+        case 4: return legacy_m1<W, 4>(k, wp, ws, ap, y);
+        case 3: return legacy_m1<W, 3>(k, wp, ws, ap, y);
+        case 2: return legacy_m1<W, 2>(k, wp, ws, ap, y);
+        default: return legacy_m1<W, 1>(k, wp, ws, ap, y);
+      }
+    }
+  }
+  dispatch_tile<Legacy<W>::template T>(k, w, ws, nr, a, as, mr, y, ldy);
+}
+
 template <class W>
 void set_legacy(KernelTable& t, int slot) {
-  constexpr GemmFn g = &dispatch_tile<Legacy<W>::template T>;
+  constexpr GemmFn g = &legacy_gemm<W>;
   t.w[slot].gemm = g;
   t.w[slot].vec_dot = &dot_via_gemm<g>;
   t.w[slot].quantize_act = W::kMin ? &quantize_q8_1_avx512 : &quantize_q8_0_avx512;

@@ -28,23 +28,6 @@ int64_t permuted_source_row(int64_t r, int64_t head_dim) {
   return h * head_dim + j * (head_dim / 2) + i;
 }
 
-// general.file_type as llama.cpp numbers it (LLAMA_FTYPE_*).
-uint32_t llama_file_type(DType t) {
-  switch (t) {
-    case DType::F16: return 1;
-    case DType::Q4_0: return 2;
-    case DType::Q4_1: return 3;
-    case DType::Q8_0: return 7;
-    case DType::Q5_0: return 8;
-    case DType::Q5_1: return 9;
-    case DType::Q4_K: return 15;
-    case DType::Q5_K: return 17;
-    case DType::Q6_K: return 18;
-    case DType::BF16: return 32;
-    default: return 0;
-  }
-}
-
 }  // namespace
 
 void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out, DType dtype, int threads) {
@@ -58,7 +41,7 @@ void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out, DType
   const bool permute_qk = L.gguf_arch == "llama" || L.gguf_arch == "granite";
   gguf::Writer w;
   write_gguf_metadata(w, L);
-  w.set_u32("general.file_type", llama_file_type(dtype));
+  w.set_u32("general.file_type", gguf::llama_file_type(dtype));
   w.set_u32("general.quantization_version", 2);
   write_synthetic_vocab(w, L.dec.vocab);
 

@@ -90,6 +90,79 @@ int64_t count_parameters(const DecoderWeights& w) {
 }
 
 namespace {
+int32_t first_token_id(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return -1;
+  if (it->is_array()) return it->empty() || !(*it)[0].is_number_integer() ? -1 : (*it)[0].get<int32_t>();
+  return it->is_number_integer() ? it->get<int32_t>() : -1;
+}
+}  // namespace
+
+DecoderConfig decoder_config_from_hf(const HfConfig& hf, const HfDecoderDefaults& defaults) {
+  DecoderConfig d;
+  d.vocab = hf.get_int("vocab_size", 0);
+  d.hidden = hf.get_int("hidden_size", 0);
+  d.n_layers = hf.get_int("num_hidden_layers", 0);
+  d.n_heads = hf.get_int("num_attention_heads", 0);
+  d.n_kv_heads = hf.get_int("num_key_value_heads", d.n_heads);
+  EV_CHECK(d.vocab > 0 && d.hidden > 0 && d.n_layers > 0 && d.n_heads > 0 && d.n_kv_heads > 0 &&
+               d.n_heads % d.n_kv_heads == 0,
+           hf.path(), ": invalid sizes (vocab_size, hidden_size, num_hidden_layers, num_attention_heads, "
+                      "num_key_value_heads)");
+  d.head_dim = hf.get_int("head_dim", defaults.head_dim > 0 ? defaults.head_dim : d.hidden / d.n_heads);
+  d.ffn = hf.get_int("intermediate_size", 0);
+  EV_CHECK(d.head_dim > 0 && d.ffn > 0, hf.path(), ": invalid head_dim or intermediate_size");
+  d.rms_eps = (float)hf.get_float("rms_norm_eps", 1e-6);
+  // Gemma configs name the MLP activation hidden_activation; others hidden_act.
+  d.act = ops::activation_from_name(
+      hf.get_string("hidden_activation", hf.get_string("hidden_act", defaults.act)).c_str());
+  d.tie_embeddings = hf.get_bool("tie_word_embeddings", defaults.tie_embeddings);
+  d.attention_bias = hf.get_bool("attention_bias", false);
+  d.mlp_bias = hf.get_bool("mlp_bias", false);
+  d.max_positions = hf.get_int("max_position_embeddings", defaults.max_positions);
+  d.bos_id = first_token_id(hf.json(), "bos_token_id");
+  d.eos_id = first_token_id(hf.json(), "eos_token_id");
+  return d;
+}
+
+DecoderConfig decoder_config_from_gguf(const gguf::File& g, const std::string& arch) {
+  DecoderConfig d;
+  auto req = [&](const std::string& key) {
+    auto v = g.get_int(arch + "." + key);
+    EV_CHECK(v && *v > 0, g.path(), ": missing or invalid ", arch, ".", key);
+    return *v;
+  };
+  d.hidden = req("embedding_length");
+  d.n_layers = req("block_count");
+  d.n_heads = req("attention.head_count");
+  // Per-layer arrays (Granite hybrid) must agree for an attention-only model.
+  if (const gguf::Value* kv = g.find(arch + ".attention.head_count_kv"); kv && kv->is_array()) {
+    auto arr = g.get_int_array(arch + ".attention.head_count_kv");
+    EV_CHECK(!arr->empty(), g.path(), ": empty ", arch, ".attention.head_count_kv");
+    for (int64_t v : *arr)
+      EV_CHECK(v == (*arr)[0] && v > 0, g.path(), ": per-layer KV head counts differ (Mamba layers are not supported yet)");
+    d.n_kv_heads = (*arr)[0];
+  } else {
+    d.n_kv_heads = g.get_int(arch + ".attention.head_count_kv").value_or(d.n_heads);
+  }
+  EV_CHECK(d.n_kv_heads > 0 && d.n_heads % d.n_kv_heads == 0, g.path(), ": invalid KV head count");
+  d.head_dim = g.get_int(arch + ".attention.key_length").value_or(d.hidden / d.n_heads);
+  d.ffn = req("feed_forward_length");
+  d.rms_eps = (float)g.get_float(arch + ".attention.layer_norm_rms_epsilon").value_or(1e-5);
+  d.max_positions = g.get_int(arch + ".context_length").value_or(4096);
+  if (auto v = g.get_int(arch + ".vocab_size")) d.vocab = *v;
+  else if (auto toks = g.find("tokenizer.ggml.tokens"); toks && toks->is_array()) d.vocab = (int64_t)toks->array.size();
+  EV_CHECK(d.vocab > 0, g.path(), ": cannot tell the vocabulary size");
+  d.rope_global = rope_from_gguf(g, arch);
+  d.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id").value_or(-1);
+  d.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id").value_or(-1);
+  d.tie_embeddings = g.find_tensor("output.weight") == nullptr;
+  d.attention_bias = g.find_tensor("blk.0.attn_q.bias") != nullptr;
+  d.mlp_bias = g.find_tensor("blk.0.ffn_up.bias") != nullptr;
+  return d;
+}
+
+namespace {
 void read_rope_fields(const nlohmann::json& p, nn::RopeConfig& r) {
   auto num = [&](const char* k, double def) {
     auto it = p.find(k);

@@ -69,6 +69,18 @@ std::string hidden_state_name(int64_t i);
 // Parameter count over all loaded weights (tied weights counted once).
 int64_t count_parameters(const DecoderWeights& w);
 
+// The fields every Llama-like HF config.json shares (sizes, norms, activation, biases, tied
+// embeddings, special ids); families pass their own defaults for what their configs may omit.
+struct HfDecoderDefaults {
+  int64_t head_dim = 0;  // 0: hidden_size / num_attention_heads
+  const char* act = "silu";
+  bool tie_embeddings = false;
+  int64_t max_positions = 4096;
+};
+DecoderConfig decoder_config_from_hf(const HfConfig& hf, const HfDecoderDefaults& defaults);
+// The same from GGUF `<arch>.*` keys, as llama.cpp's converter writes them.
+DecoderConfig decoder_config_from_gguf(const gguf::File& g, const std::string& arch);
+
 // HF `rope_parameters` (v5) / `rope_theta` + `rope_scaling` (older files) for one layer type
 // ("full_attention" / "sliding_attention" / "" for a single set).
 nn::RopeConfig rope_from_hf(const HfConfig& hf, const std::string& layer_type, double default_theta);

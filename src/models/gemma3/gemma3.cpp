@@ -27,22 +27,8 @@ struct Gemma3Config {
 
 Gemma3Config config_from_hf(const HfConfig& hf) {
   Gemma3Config c;
+  c.dec = decoder_config_from_hf(hf, {256, "gelu_pytorch_tanh", true, 131072});
   DecoderConfig& d = c.dec;
-  d.vocab = hf.get_int("vocab_size", 0);
-  d.hidden = hf.get_int("hidden_size", 0);
-  d.n_layers = hf.get_int("num_hidden_layers", 0);
-  d.n_heads = hf.get_int("num_attention_heads", 0);
-  d.n_kv_heads = hf.get_int("num_key_value_heads", d.n_heads);
-  EV_CHECK(d.vocab > 0 && d.hidden > 0 && d.n_layers > 0 && d.n_heads > 0 && d.n_kv_heads > 0 &&
-               d.n_heads % d.n_kv_heads == 0,
-           hf.path(), ": invalid model sizes");
-  d.head_dim = hf.get_int("head_dim", 256);
-  d.ffn = hf.get_int("intermediate_size", 0);
-  d.rms_eps = (float)hf.get_float("rms_norm_eps", 1e-6);
-  d.act = ops::activation_from_name(hf.get_string("hidden_activation", hf.get_string("hidden_act", "gelu_pytorch_tanh")).c_str());
-  d.tie_embeddings = hf.get_bool("tie_word_embeddings", true);
-  d.attention_bias = hf.get_bool("attention_bias", false);
-  d.max_positions = hf.get_int("max_position_embeddings", 131072);
   d.attn_scale = (float)(1.0 / std::sqrt(hf.get_float("query_pre_attn_scalar", (double)d.head_dim)));
   d.sliding_window = hf.get_int("sliding_window", 4096);
   const auto& j = hf.json();
@@ -67,39 +53,15 @@ Gemma3Config config_from_hf(const HfConfig& hf) {
   EV_CHECK(!hf.get_bool("use_bidirectional_attention", false), hf.path(),
            ": bidirectional Gemma 3 (embedding models) is not supported");
   d.attn_softcap = (float)hf.get_float("attn_logit_softcapping", 0.0);
-  auto id = [&](const char* k) {
-    auto it2 = j.find(k);
-    if (it2 == j.end() || it2->is_null()) return -1;
-    return it2->is_array() ? (it2->empty() ? -1 : (*it2)[0].get<int32_t>()) : it2->get<int32_t>();
-  };
-  d.bos_id = id("bos_token_id");
-  d.eos_id = id("eos_token_id");
   return c;
 }
 
 Gemma3Config config_from_gguf(const gguf::File& g) {
   const std::string a = "gemma3";
   Gemma3Config c;
+  c.dec = decoder_config_from_gguf(g, a);
   DecoderConfig& d = c.dec;
-  auto req = [&](const std::string& key) {
-    auto v = g.get_int(a + "." + key);
-    EV_CHECK(v && *v > 0, g.path(), ": missing or invalid ", a, ".", key);
-    return *v;
-  };
-  d.hidden = req("embedding_length");
-  d.n_layers = req("block_count");
-  d.n_heads = req("attention.head_count");
-  d.n_kv_heads = g.get_int(a + ".attention.head_count_kv").value_or(d.n_heads);
-  EV_CHECK(d.n_kv_heads > 0 && d.n_heads % d.n_kv_heads == 0, g.path(), ": invalid KV head count");
-  d.head_dim = g.get_int(a + ".attention.key_length").value_or(d.hidden / d.n_heads);
-  d.ffn = req("feed_forward_length");
-  d.rms_eps = (float)g.get_float(a + ".attention.layer_norm_rms_epsilon").value_or(1e-6);
-  d.max_positions = g.get_int(a + ".context_length").value_or(131072);
-  auto toks = g.find("tokenizer.ggml.tokens");
-  d.vocab = g.get_int(a + ".vocab_size").value_or(toks && toks->is_array() ? (int64_t)toks->array.size() : 0);
-  EV_CHECK(d.vocab > 0, g.path(), ": cannot tell the vocabulary size");
   d.act = ops::Activation::GeluTanh;
-  d.tie_embeddings = g.find_tensor("output.weight") == nullptr;
   // llama.cpp does not store query_pre_attn_scalar; it scales by 1/sqrt(head_dim) unless told.
   d.attn_scale = (float)g.get_float(a + ".attention.scale").value_or(1.0 / std::sqrt((double)d.head_dim));
   d.sliding_window = g.get_int(a + ".attention.sliding_window").value_or(4096);
@@ -114,12 +76,9 @@ Gemma3Config config_from_gguf(const gguf::File& g) {
     const int64_t period = pat ? pat->as_int() : 6;
     for (int64_t l = 0; l < d.n_layers; ++l) d.layer_sliding.push_back(period <= 0 || (l + 1) % period != 0);
   }
-  d.rope_global = rope_from_gguf(g, a);
   d.rope_local = nn::RopeConfig{};
   d.rope_local.theta = g.get_float(a + ".rope.freq_base_swa").value_or(10000.0);
   c.final_softcap = (float)g.get_float(a + ".final_logit_softcapping").value_or(0.0);
-  d.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id").value_or(-1);
-  d.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id").value_or(-1);
   return c;
 }
 
