@@ -29,7 +29,8 @@ void add_perplexity(CLI::App& app) {
   cmd->callback([o] {
     Engine engine = Engine::load(o->model, o->threads);
     const text::Tokenizer& tok = engine.require_tokenizer();
-    std::vector<int32_t> ids = tok.encode(read_text_file(o->file), false, false);
+    // As llama-perplexity: the whole text tokenized with BOS, each window starting with BOS.
+    std::vector<int32_t> ids = tok.encode(read_text_file(o->file), true, false);
     const int32_t bos = tok.bos_id();
     const int64_t n_ctx = o->ctx;
     int64_t n_chunks = (int64_t)ids.size() / n_ctx;
