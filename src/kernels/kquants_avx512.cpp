@@ -19,8 +19,9 @@ inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 // Decode (one activation row) streams weights from DRAM; prefetch this far ahead in each row
 // (rows are contiguous, so this runs into the following rows), as matmul_avx512.cpp does.
 constexpr int kPrefetchBytes = 32768;
+constexpr auto kPrefetchHint = _MM_HINT_T1;
 inline void prefetch_ahead(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, kPrefetchHint);
 }
 
 // The 8 6-bit scales and mins of a Q4_K/Q5_K super-block (same result as get_scale_min_k4).

@@ -222,6 +222,7 @@ void legacy_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_
 // Decode streams weights from DRAM in short rows (a few KB); hardware prefetchers alone leave
 // the core waiting, so each row prefetches this many bytes ahead (rows are contiguous).
 constexpr int kPrefetchBytes = 32768;
+constexpr auto kPrefetchHint = _MM_HINT_T1;
 
 template <class W, int NR>
 void legacy_m1(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, float* y) {
@@ -243,7 +244,7 @@ void legacy_m1(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, float* 
     const __m128 da = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dab));
     for (int j = 0; j < NR; ++j) {
       const auto* wb = reinterpret_cast<const typename W::B*>(w + j * ws) + b;
-      _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wb) + kPrefetchBytes, kPrefetchHint);
       const __m512i dot = _mm512_dpbusd_epi32(zc, W::u2(wb), av);
       const uint32_t dwb = uint32_t(wb[0].d) | uint32_t(wb[1].d) << 16;
       const __m128 s = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dwb)), da);
@@ -280,7 +281,7 @@ void float_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_t
     __m512 av[MR];
     for (int i = 0; i < MR; ++i) av[i] = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(a + i * as) + c);
     for (int j = 0; j < NR; ++j) {
-      if constexpr (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(w + j * ws) + c * L::kBytes + kPrefetchBytes, _MM_HINT_T0);
+      if constexpr (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(w + j * ws) + c * L::kBytes + kPrefetchBytes, kPrefetchHint);
       const __m512 wv = L::load(w + j * ws, c, m);
       for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_fmadd_ps(wv, av[i], acc[i][j]);
     }
