@@ -9,6 +9,40 @@
 
 namespace edgevl::ops {
 
+// Hot element-wise loops are also built for AVX-512 and AVX2 on x86 and picked at load time
+// (GCC function multi-versioning); the plain build is the portable path (NEON is baseline on ARM).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define EV_VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define EV_VECTORIZED
+#endif
+
+namespace {
+
+// exp(x) by Cody-Waite range reduction and a degree-6 polynomial (Cephes' expf coefficients),
+// accurate to ~2 ulp, written as plain arithmetic so the compiler vectorizes the softmax loop
+// (std::exp is a library call it cannot). exp(-inf) and anything below -87.3 give 0.
+inline float exp_approx(float x) {
+  const bool underflow = x < -87.33654f;
+  x = std::min(std::max(x, -87.33654f), 88.72283f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return underflow ? 0.0f : p * scale;
+}
+
+}  // namespace
+
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, float weight_offset) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * n;
@@ -49,15 +83,17 @@ Activation activation_from_name(const char* hf_name) {
 }
 
 namespace {
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
+inline float silu(float v) { return v / (1.0f + exp_approx(-v)); }
 inline float gelu_tanh(float v) {
-  // torch.nn.functional.gelu(approximate="tanh")
+  // torch.nn.functional.gelu(approximate="tanh"); tanh(u) = 1 - 2 / (exp(2u) + 1).
   const float k = 0.7978845608028654f;  // sqrt(2/pi)
-  return 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
+  const float u = k * (v + 0.044715f * v * v * v);
+  return 0.5f * v * (2.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f));
 }
 inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.7071067811865476f)); }
 }  // namespace
 
+EV_VECTORIZED
 void gated_act(Activation act, const float* gate, const float* up, float* out, int64_t n) {
   switch (act) {
     case Activation::Silu:
@@ -72,36 +108,7 @@ void gated_act(Activation act, const float* gate, const float* up, float* out, i
   }
 }
 
-namespace {
-
-// exp(x) by Cody-Waite range reduction and a degree-6 polynomial (Cephes' expf coefficients),
-// accurate to ~2 ulp, written as plain arithmetic so the compiler vectorizes the softmax loop
-// (std::exp is a library call it cannot). exp(-inf) and anything below -87.3 give 0.
-inline float exp_approx(float x) {
-  const bool underflow = x < -87.33654f;
-  x = std::min(std::max(x, -87.33654f), 88.72283f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return underflow ? 0.0f : p * scale;
-}
-
-}  // namespace
-
-// x86: built for AVX-512 and AVX2 too, picked at load time (GCC function multi-versioning).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+EV_VECTORIZED
 void softmax(float* x, int64_t n) {
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
