@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 #include "kernels/quants.h"
 #include "io/gguf.h"
 #include "models/layout.h"
@@ -89,13 +90,24 @@ std::vector<int32_t> greedy(CausalLM& model, Context& ctx, const std::vector<int
   return out;
 }
 
-class HfParity : public ::testing::TestWithParam<std::string> {};
+// Every kernel set this CPU runs must meet the bar end to end (the scalar one is the reference).
+std::vector<std::string> isas() {
+  std::vector<std::string> r = {"scalar"};
+  const CpuFeatures& f = cpu_features();
+  if (f.avx2 && f.fma && f.f16c) r.push_back("avx2");
+  if (f.avx512f && f.avx512bw && f.avx512vl) r.push_back("avx512");
+  if (f.neon) r.push_back("neon");
+  return r;
+}
+
+class HfParity : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(HfParity, HiddenStatesLogitsAndGreedyTokens) {
-  const std::string dir = golden_hf(GetParam());
+  const auto& [name, isa] = GetParam();
+  const std::string dir = golden_hf(name);
   auto golden = safetensors::File::open(dir + "/golden.safetensors");
   auto model = load_model(dir);
-  Context ctx(2);
+  Context ctx(2, isa);
   const TensorRef* ids_t = golden->find("inputs.input_ids");
   ASSERT_NE(ids_t, nullptr);
   const int64_t B = ids_t->shape[0], T = ids_t->shape[1];
@@ -104,7 +116,7 @@ TEST_P(HfParity, HiddenStatesLogitsAndGreedyTokens) {
   for (const TensorRef& g : golden->tensors()) {
     if (g.name != "logits" && g.name.rfind("hidden_states.", 0) != 0) continue;
     ASSERT_TRUE(acts.count(g.name)) << "no activation computed for golden " << g.name;
-    EXPECT_LE(rel_error(acts[g.name], as_f32(g)), 1e-4) << GetParam() << " " << g.name;
+    EXPECT_LE(rel_error(acts[g.name], as_f32(g)), 1e-4) << name << " " << isa << " " << g.name;
     ++compared;
   }
   EXPECT_EQ(compared, model->info().n_layers + 2);  // hidden_states.00..NN and logits
@@ -113,14 +125,17 @@ TEST_P(HfParity, HiddenStatesLogitsAndGreedyTokens) {
   const TensorRef* gen_new = golden->find("gen.new_tokens");
   ASSERT_TRUE(gen_in && gen_new);
   auto expected = as_ids(*gen_new);
-  EXPECT_EQ(greedy(*model, ctx, as_ids(*gen_in), (int)expected.size()), expected) << GetParam();
+  EXPECT_EQ(greedy(*model, ctx, as_ids(*gen_in), (int)expected.size()), expected) << name << " " << isa;
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, HfParity,
-                         ::testing::Values("llama", "llama256", "gemma3_text", "granite", "granitemoehybrid_micro"));
+                         ::testing::Combine(::testing::Values("llama", "llama256", "gemma3_text", "granite",
+                                                              "granitemoehybrid_micro"),
+                                            ::testing::ValuesIn(isas())),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
 struct GgufCase {
-  std::string name, type;
+  std::string name, type, isa;
 };
 
 class LlamaCppParity : public ::testing::TestWithParam<GgufCase> {};
@@ -136,16 +151,16 @@ TEST_P(LlamaCppParity, LogitsWithinLlamaCppError) {
   ASSERT_NE(ids_t, nullptr);
   const int64_t B = ids_t->shape[0], T = ids_t->shape[1];
   auto model = load_model(file);
-  Context ctx(2);
+  Context ctx(2, c.isa);
   auto ours = run_rows(*model, ctx, as_ids(*ids_t), B, T)["logits"];
   const std::vector<float> ref = as_f32(*hf->find("logits"));
   const double err = rel_error(ours, ref);
   if (c.type == "F32") {
-    EXPECT_LE(err, 1e-4) << file;
+    EXPECT_LE(err, 1e-4) << file << " " << c.isa;
   } else {
     auto theirs = safetensors::File::open(dir + "/logits-" + c.type + ".safetensors");
     const double llamacpp_err = rel_error(as_f32(*theirs->find("logits")), ref);
-    EXPECT_LE(err, 1.5 * llamacpp_err) << file << ": ours " << err << ", llama.cpp " << llamacpp_err;
+    EXPECT_LE(err, 1.5 * llamacpp_err) << file << " " << c.isa << ": ours " << err << ", llama.cpp " << llamacpp_err;
   }
 }
 
@@ -155,12 +170,12 @@ std::vector<GgufCase> gguf_cases() {
     for (std::string type : {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"})
       if (std::filesystem::exists(golden_llamacpp(name) + "/" + name + "-" + type + ".gguf") ||
           type == "F32" || type == "Q8_0" || type == "Q4_0")  // these must exist; a missing one fails
-        cases.push_back({name, type});
+        for (const std::string& isa : isas()) cases.push_back({name, type, isa});
   return cases;
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, LlamaCppParity, ::testing::ValuesIn(gguf_cases()),
-                         [](const auto& info) { return info.param.name + "_" + info.param.type; });
+                         [](const auto& info) { return info.param.name + "_" + info.param.type + "_" + info.param.isa; });
 
 }  // namespace
 }  // namespace edgevl
