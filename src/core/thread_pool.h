@@ -24,7 +24,8 @@ class ThreadPool {
   int size() const { return num_threads_; }
 
   // Calls fn(task) once for every task in [0, num_tasks), spread over the pool's threads (the
-  // caller's included); returns when all have returned. Calls may run concurrently.
+  // caller's included); returns when all have returned. Calls may run concurrently. Not
+  // reentrant: fn must not call back into the same pool.
   void run_tasks(int64_t num_tasks, const std::function<void(int64_t task)>& fn);
 
   // Calls fn(i, num_threads) once for every i in [0, num_threads). Each index is called exactly
