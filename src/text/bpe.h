@@ -2,6 +2,7 @@
 // and a small open-addressing hash for (left id, right id) -> merge lookups. Internal to text/.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -181,5 +182,92 @@ class StringIndex {
 };
 
 inline uint64_t pair_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
+
+// GPT-2's byte -> printable code point table (bytes_to_unicode in the GPT-2 encoder): printable
+// Latin-1 bytes map to themselves, the other 68 bytes to U+0100.. in byte order. Byte-level BPE
+// vocabularies are written in this alphabet.
+inline std::array<uint32_t, 256> gpt2_byte_to_codepoint() {
+  std::array<uint32_t, 256> t{};
+  uint32_t next = 256;
+  for (uint32_t b = 0; b < 256; ++b) {
+    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+    t[b] = printable ? b : next++;
+  }
+  return t;
+}
+
+// "<0x41>" -> 0x41 (either hex case), or -1: SentencePiece's byte-fallback token names.
+inline int parse_byte_token_name(std::string_view t) {
+  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
+  int v = 0;
+  for (size_t i = 3; i < 5; ++i) {
+    const char c = t[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= c - '0';
+    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+    else return -1;
+  }
+  return v;
+}
+
+// The code point of the valid n-byte UTF-8 character at s[i] (the caller checked validity with
+// utf8::valid_char_len).
+inline uint32_t utf8_codepoint_at(std::string_view s, size_t i, size_t n) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data() + i);
+  if (n == 1) return p[0];
+  if (n == 2) return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+  if (n == 3) return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+  return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
+}
+
+// Byte trie of a fixed set of strings, each with a value >= 0, answering "the longest of the
+// strings that starts at text[i]" (the leftmost-longest rule of Hugging Face's added tokens when
+// scanned from the left). Built once, then read-only.
+class ByteTrie {
+ public:
+  // The first value given for a string is kept.
+  void add(std::string_view s, int32_t value) {
+    if (s.empty()) return;
+    if (value_.empty()) value_.push_back(-1);  // the root
+    starts_[(uint8_t)s[0]] = 1;
+    int32_t node = 0;
+    for (char c : s) {
+      const uint64_t key = edge(node, c);
+      if (const int32_t* child = edges_.find(key)) {
+        node = *child;
+        continue;
+      }
+      const auto fresh = (int32_t)value_.size();
+      value_.push_back(-1);
+      edges_.insert(key, fresh);
+      node = fresh;
+    }
+    if (value_[node] < 0) value_[node] = value;
+  }
+  bool empty() const { return value_.empty(); }
+  bool may_start(uint8_t b) const { return starts_[b] != 0; }
+  // Length of the longest string at text[i] (0: none) and its value in *value.
+  size_t longest(std::string_view text, size_t i, int32_t* value) const {
+    size_t best = 0;
+    int32_t node = 0;
+    for (size_t j = i; j < text.size(); ++j) {
+      const int32_t* child = edges_.find(edge(node, text[j]));
+      if (!child) break;
+      node = *child;
+      if (value_[node] >= 0) {
+        best = j + 1 - i;
+        *value = value_[node];
+      }
+    }
+    return best;
+  }
+
+ private:
+  static uint64_t edge(int32_t node, char c) { return ((uint64_t)(uint32_t)node << 8) | (uint8_t)c; }
+  std::vector<int32_t> value_;  // per node: the value of the string ending there, or -1
+  FlatMap64<int32_t> edges_;    // (node << 8 | byte) -> child
+  std::array<uint8_t, 256> starts_{};
+};
 
 }  // namespace edgevl::text::detail

@@ -66,34 +66,41 @@ struct RegexSplitter::Impl {
   }
 };
 
-RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns) : impl_(std::make_unique<Impl>()) {
-  for (const std::string& p : patterns) {
-    int err = 0;
-    PCRE2_SIZE err_off = 0;
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(),
-                                     PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
-    if (!code) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof msg);
-      fail("tokenizer: pre-tokenizer pattern does not compile at offset ", err_off, ": ",
-           reinterpret_cast<const char*>(msg));
-    }
-    impl_->codes.push_back(code);
-    // JIT is an optimisation only: without it pcre2_match interprets.
-    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+namespace {
+
+pcre2_code* compile_pattern(const std::string& p) {
+  int err = 0;
+  PCRE2_SIZE err_off = 0;
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.data()), p.size(),
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_off, nullptr);
+  if (!code) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    fail("tokenizer: pre-tokenizer pattern does not compile at offset ", err_off, ": ",
+         reinterpret_cast<const char*>(msg));
   }
+  // JIT is an optimisation only: without it pcre2_match interprets.
+  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+  return code;
+}
+
+}  // namespace
+
+RegexSplitter::RegexSplitter(const std::vector<std::string>& patterns) : impl_(std::make_unique<Impl>()) {
+  for (const std::string& p : patterns) impl_->codes.push_back(compile_pattern(p));
 }
 
 RegexSplitter::~RegexSplitter() = default;
 
 namespace {
 
-// Splits text[s.begin, s.begin + s.size) by one pattern into matches and gaps.
-void split_one(pcre2_code* code, pcre2_match_data* md, std::string_view text, Span s, std::vector<Span>& out) {
-  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data() + s.begin);
-  PCRE2_SIZE pos = 0, last = 0;
-  while (pos < s.size) {
-    const int rc = pcre2_match(code, subject, s.size, pos, 0, md, nullptr);
+// Calls on_match(begin, end) for each non-empty match in subject[0, size), left to right.
+template <typename OnMatch>
+void for_each_match(pcre2_code* code, pcre2_match_data* md, const char* text, size_t size, OnMatch&& on_match) {
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text);
+  PCRE2_SIZE pos = 0;
+  while (pos < size) {
+    const int rc = pcre2_match(code, subject, size, pos, 0, md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
@@ -106,10 +113,19 @@ void split_one(pcre2_code* code, pcre2_match_data* md, std::string_view text, Sp
       pos = mb + 1;
       continue;
     }
+    on_match(mb, me);
+    pos = me;
+  }
+}
+
+// Splits text[s.begin, s.begin + s.size) by one pattern into matches and gaps.
+void split_one(pcre2_code* code, pcre2_match_data* md, std::string_view text, Span s, std::vector<Span>& out) {
+  size_t last = 0;
+  for_each_match(code, md, text.data() + s.begin, s.size, [&](size_t mb, size_t me) {
     if (mb > last) out.push_back({s.begin + (uint32_t)last, (uint32_t)(mb - last)});
     out.push_back({s.begin + (uint32_t)mb, (uint32_t)(me - mb)});
-    pos = last = me;
-  }
+    last = me;
+  });
   if (last < s.size) out.push_back({s.begin + (uint32_t)last, (uint32_t)(s.size - last)});
 }
 
@@ -133,6 +149,32 @@ void RegexSplitter::split(std::string_view text, std::vector<Span>& pieces) cons
     cur.swap(next);
   }
   pieces.insert(pieces.end(), cur.begin(), cur.end());
+}
+
+struct RegexMatcher::Impl {
+  pcre2_code* code = nullptr;
+  ~Impl() { pcre2_code_free(code); }
+};
+
+RegexMatcher::RegexMatcher(const std::string& pattern) : impl_(std::make_unique<Impl>()) {
+  impl_->code = compile_pattern(pattern);
+}
+
+RegexMatcher::~RegexMatcher() = default;
+
+void RegexMatcher::find_all(std::string_view text, std::vector<Span>& matches) const {
+  EV_CHECK(text.size() < UINT32_MAX, "tokenizer: text of ", text.size(), " bytes is too long");
+  if (text.empty()) return;
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
+  EV_CHECK(md, "tokenizer: out of memory");
+  try {
+    for_each_match(impl_->code, md, text.data(), text.size(),
+                   [&](size_t mb, size_t me) { matches.push_back({(uint32_t)mb, (uint32_t)(me - mb)}); });
+  } catch (...) {
+    pcre2_match_data_free(md);
+    throw;
+  }
+  pcre2_match_data_free(md);
 }
 
 }  // namespace edgevl::text

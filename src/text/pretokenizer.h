@@ -33,6 +33,23 @@ class RegexSplitter {
   std::unique_ptr<Impl> impl_;
 };
 
+// One pattern, compiled as RegexSplitter's are, reporting its matches rather than a split: for
+// the Hugging Face Split pre-tokenizer behaviours and the Replace normalizer/decoder.
+class RegexMatcher {
+ public:
+  explicit RegexMatcher(const std::string& pattern);  // throws Error when it does not compile
+  ~RegexMatcher();
+  RegexMatcher(const RegexMatcher&) = delete;
+  RegexMatcher& operator=(const RegexMatcher&) = delete;
+
+  // Appends the successive non-overlapping, non-empty matches in text (offsets into text).
+  void find_all(std::string_view text, std::vector<Span>& matches) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // The patterns of a `tokenizer.ggml.pre` name. Unknown names give the GPT-2 pattern and
 // *known = false (the caller warns).
 std::vector<std::string> pre_tokenizer_patterns(const std::string& pre, bool* known);
