@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "io/safetensors.h"
 #include "test_util.h"
 
@@ -125,8 +127,37 @@ TEST_F(CliTest, PerplexityOnGgufVocabulary) {
   EXPECT_NE(r.out.find("perplexity:"), std::string::npos) << r.out;
 }
 
+// Batch chat-template rendering over the fixture conversations: never a different string than the
+// reference; an error wherever the reference raised. (Lines where Python Jinja2 raises but the JS
+// reference renders are checked with their justification in jinja_test.)
+TEST_F(CliTest, TemplateJsonlMatchesFixtures) {
+  for (std::string fam : {"gemma3", "qwen3"}) {
+    const std::string fx = test::shared_dir() + "/fixtures/tokenizers/" + fam;
+    fs::create_directories(path(fam));
+    fs::copy_file(fx + "/tokenizer_config.json", path(fam + "/tokenizer_config.json"));
+    auto r = run("template " + path(fam) + " --jsonl " + fx + "/chat.jsonl --out " + path(fam + ".jsonl"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream ref(fx + "/chat.jsonl"), ours(path(fam + ".jsonl"));
+    std::string a, b;
+    int lines = 0, exact = 0, reference_rendered = 0;
+    while (std::getline(ref, a)) {
+      ASSERT_TRUE(std::getline(ours, b)) << fam << ": output has fewer lines";
+      auto ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+      ++lines;
+      if (ja.contains("error")) {
+        EXPECT_TRUE(jb.contains("error")) << fam << " line " << lines << ": reference raised, we rendered";
+      } else if (++reference_rendered, jb.contains("rendered")) {
+        EXPECT_EQ(jb["rendered"], ja["rendered"]) << fam << " line " << lines;
+        exact += jb["rendered"] == ja["rendered"];
+      }
+    }
+    EXPECT_EQ(lines, 80) << fam;
+    if (fam == "gemma3") EXPECT_EQ(exact, reference_rendered) << fam << ": every reference rendering reproduced";
+  }
+}
+
 TEST_F(CliTest, HelpOnEveryCommand) {
-  for (std::string c : {"generate", "perplexity", "bench", "info", "quantize", "init", "dump"}) {
+  for (std::string c : {"generate", "perplexity", "bench", "info", "quantize", "init", "dump", "template"}) {
     auto r = run(c + " --help");
     EXPECT_EQ(r.exit_code, 0) << c;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << c << ": " << r.out;

@@ -12,5 +12,6 @@ void add_info(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_init(CLI::App& app);
 void add_dump(CLI::App& app);
+void add_template(CLI::App& app);
 
 }  // namespace edgevl::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   edgevl::cli::add_quantize(app);
   edgevl::cli::add_init(app);
   edgevl::cli::add_dump(app);
+  edgevl::cli::add_template(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
