@@ -13,5 +13,7 @@ void add_quantize(CLI::App& app);
 void add_init(CLI::App& app);
 void add_dump(CLI::App& app);
 void add_template(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_detokenize(CLI::App& app);
 
 }  // namespace edgevl::cli

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   edgevl::cli::add_init(app);
   edgevl::cli::add_dump(app);
   edgevl::cli::add_template(app);
+  edgevl::cli::add_tokenize(app);
+  edgevl::cli::add_detokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include "core/error.h"
 #include "text/gguf_tokenizer.h"
@@ -32,6 +33,14 @@ const text::Tokenizer& Engine::require_tokenizer() const {
 
 std::unique_ptr<text::Tokenizer> load_tokenizer(const ModelSource& src) {
   if (src.is_gguf() && src.gguf().find("tokenizer.ggml.model")) return text::load_gguf_tokenizer(src.gguf());
+  return nullptr;
+}
+
+std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& path) {
+  if (std::filesystem::path(path).extension() == ".gguf") {
+    auto g = gguf::File::open(path);
+    return g->find("tokenizer.ggml.model") ? text::load_gguf_tokenizer(*g) : nullptr;
+  }
   return nullptr;
 }
 

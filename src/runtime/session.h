@@ -29,6 +29,8 @@ struct Engine {
 // The tokenizer stored with a model: GGUF vocabulary metadata, or nullptr when the format's
 // tokenizer is not readable yet (HF tokenizer.json arrives with the tokenizer issue).
 std::unique_ptr<text::Tokenizer> load_tokenizer(const ModelSource& src);
+// The same for a path that need not hold weights (a .gguf file, or a folder with a tokenizer).
+std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& path);
 
 struct GenerateOptions {
   int32_t max_new_tokens = 256;
