@@ -157,7 +157,7 @@ TEST_F(CliTest, TemplateJsonlMatchesFixtures) {
 }
 
 TEST_F(CliTest, HelpOnEveryCommand) {
-  for (std::string c : {"generate", "perplexity", "bench", "info", "quantize", "init", "dump", "template"}) {
+  for (std::string c : {"generate", "perplexity", "bench", "info", "quantize", "init", "dump", "template", "tokenize", "detokenize"}) {
     auto r = run(c + " --help");
     EXPECT_EQ(r.exit_code, 0) << c;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << c << ": " << r.out;
