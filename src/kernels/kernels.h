@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ class Kernels {
 // Few activation rows (decode) read the GGUF blocks in place; from a few rows up (prefill) the
 // AVX-512 table unpacks each group of 16 weight rows once per call into an interleaved int8 panel
 // (no load-time repack needed, so the mmapped file is used as is).
+// Optionally `packed` holds the same weights rewritten at load time by repack_for_matmul into an
+// ISA-specific interleaved layout (`layout`); matmul uses it when the table has kernels for that
+// layout and otherwise falls back to `w` (which may then be nullptr only if the layout is usable).
+enum class WeightLayout : uint8_t { Gguf = 0, Q4_0x16 = 1 };
 struct MatmulArgs {
   DType wtype = DType::F32;
   const void* w = nullptr;
@@ -60,8 +65,25 @@ struct MatmulArgs {
   int64_t m = 0;
   float* y = nullptr;
   int64_t ldy = 0;
+  const void* packed = nullptr;
+  WeightLayout layout = WeightLayout::Gguf;
 };
 void matmul(const Kernels& kernels, ThreadPool& pool, const MatmulArgs& args);
+
+// A weight matrix rewritten once (at load) for this table's fastest matmul: an owned 64-byte
+// aligned buffer and its layout tag. Empty (data == nullptr) when the table has no repacked
+// kernels for `wtype`; the caller then keeps using the GGUF rows.
+struct PackedWeight {
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, Free> data;
+  size_t bytes = 0;
+  WeightLayout layout = WeightLayout::Gguf;
+};
+// `w`: n rows of k elements of `wtype`, row i at w + i * w_row_bytes (as MatmulArgs).
+PackedWeight repack_for_matmul(const Kernels& kernels, DType wtype, const void* w, size_t w_row_bytes, int64_t n,
+                               int64_t k);
 
 // Dot product of two float vectors (used by attention), with the table's SIMD.
 float dot_f32(const Kernels& kernels, const float* a, const float* b, int64_t n);

@@ -220,7 +220,7 @@ void quantize_as(const float* x, void* out, int64_t k) {
 
 template <DType Act, VecDotFn Dot>
 WeightKernels entry() {
-  return WeightKernels{Act, &quantize_as<Act>, Dot, &gemm_from_dot<Dot>, PanelKernels{}};
+  return WeightKernels{Act, &quantize_as<Act>, Dot, &gemm_from_dot<Dot>, PanelKernels{}, PackedKernels{}};
 }
 
 KernelTable make_scalar_table() {

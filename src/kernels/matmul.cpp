@@ -3,6 +3,7 @@
 // handed out dynamically (an atomic counter), since on a shared machine threads run unevenly.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -69,6 +70,36 @@ void matmul_panel(const KernelTable& t, const kern::PanelKernels& pk, ThreadPool
   });
 }
 
+// Weights repacked at load (repack_for_matmul): activations converted as for panels, then tasks
+// of a few consecutive row groups (consecutive so each thread streams contiguous memory).
+void matmul_packed(const kern::PackedKernels& pk, ThreadPool& pool, const MatmulArgs& a, const uint8_t* act,
+                   size_t act_stride) {
+  const size_t ap_stride = (pk.act_row_bytes(a.k) + 63) & ~size_t(63);
+  std::vector<uint8_t>& buf = act_panel_scratch();
+  if (buf.size() < a.m * ap_stride + 64) buf.resize(a.m * ap_stride + 64);
+  uint8_t* ap = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+  auto convert = [&](int64_t b, int64_t e) {
+    pk.act_convert(a.k, act + b * act_stride, act_stride, e - b, ap + b * ap_stride, ap_stride);
+  };
+  if (a.m * a.k >= (1 << 16) && pool.size() > 1) {
+    pool.parallel_for(a.m, 1, convert);
+  } else {
+    convert(0, a.m);
+  }
+  const int64_t R = kern::kPanelRows;
+  const int64_t groups = (a.n + R - 1) / R;
+  const size_t gbytes = pk.group_bytes(a.k);
+  // Decode: ~4 tasks per thread (fewer claims, longer streams); prefill: one group per task.
+  const int64_t per = a.m >= 4 ? 1 : std::max<int64_t>(1, groups / (int64_t(pool.size()) * 4));
+  const auto* w = static_cast<const uint8_t*>(a.packed);
+  run_tasks(pool, (groups + per - 1) / per, [&](int64_t t) {
+    for (int64_t g = t * per; g < std::min(groups, (t + 1) * per); ++g) {
+      const int rows = (int)std::min<int64_t>(R, a.n - g * R);
+      pk.kernel(a.k, w + g * gbytes, ap, ap_stride, a.m, a.y + g * R, a.ldy, rows);
+    }
+  });
+}
+
 constexpr int64_t kMaxRowsPerTile = 64;  // activation rows per task (a cache-sized panel)
 
 }  // namespace
@@ -80,11 +111,13 @@ void matmul(const Kernels& kernels, ThreadPool& pool, const MatmulArgs& a) {
   EV_CHECK(a.k > 0 && a.k % winfo.block_size == 0, "matmul: k=", a.k, " is not a multiple of ", winfo.name,
            "'s block size ", winfo.block_size);
   EV_ASSERT(a.m >= 0 && a.n >= 0 && a.ldx >= a.k && a.ldy >= a.n);
-  EV_ASSERT(a.w_row_bytes >= row_bytes(a.wtype, a.k));
-  if (a.m == 0 || a.n == 0) return;
-
   const KernelTable& t = kernels.table();
   const kern::WeightKernels& wk = t.w[slot];
+  const bool use_packed = a.packed && a.layout != WeightLayout::Gguf && wk.packed.layout == a.layout;
+  EV_CHECK(use_packed || a.w, "matmul: weights repacked for another kernel table and no GGUF rows given");
+  EV_ASSERT(!a.w || a.w_row_bytes >= row_bytes(a.wtype, a.k));
+  if (a.m == 0 || a.n == 0) return;
+
   const DTypeInfo& ainfo = dtype_info_or_die(wk.act_type);
   EV_CHECK(a.k % ainfo.block_size == 0, "matmul: k=", a.k, " is not a multiple of ", ainfo.name,
            "'s block size ", ainfo.block_size, " (activations for ", winfo.name, " weights)");
@@ -111,6 +144,10 @@ void matmul(const Kernels& kernels, ThreadPool& pool, const MatmulArgs& a) {
     act = dst;
   }
 
+  if (use_packed) {
+    matmul_packed(wk.packed, pool, a, act, act_stride);
+    return;
+  }
   if (wk.panel.pack && a.m >= wk.panel.min_m) {
     matmul_panel(t, wk.panel, pool, a, act, act_stride);
     return;
@@ -143,6 +180,32 @@ void matmul(const Kernels& kernels, ThreadPool& pool, const MatmulArgs& a) {
   };
 
   run_tasks(pool, num_tiles, run_tile);
+}
+
+void PackedWeight::Free::operator()(uint8_t* p) const { std::free(p); }
+
+PackedWeight repack_for_matmul(const Kernels& kernels, DType wtype, const void* w, size_t w_row_bytes, int64_t n,
+                               int64_t k) {
+  PackedWeight out;
+  const int slot = kern::weight_slot(wtype);
+  if (slot < 0 || n <= 0 || k <= 0 || k % dtype_info_or_die(wtype).block_size != 0) return out;
+  const kern::PackedKernels& pk = kernels.table().w[slot].packed;
+  if (pk.layout == WeightLayout::Gguf) return out;
+  const int64_t R = kern::kPanelRows;
+  const int64_t groups = (n + R - 1) / R;
+  const size_t gbytes = pk.group_bytes(k);
+  out.bytes = size_t(groups) * gbytes;
+  // 2 MiB alignment for big buffers so transparent huge pages can back them (decode streams the
+  // whole matrix every token; fewer TLB misses).
+  const size_t align = out.bytes >= (size_t(4) << 20) ? (size_t(2) << 20) : 64;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, (out.bytes + align - 1) / align * align));
+  EV_CHECK(p, "repack_for_matmul: cannot allocate ", out.bytes, " bytes");
+  out.data.reset(p);
+  out.layout = pk.layout;
+  const auto* src = static_cast<const uint8_t*>(w);
+  for (int64_t g = 0; g < groups; ++g)
+    pk.repack_group(k, src + g * R * w_row_bytes, w_row_bytes, (int)std::min<int64_t>(R, n - g * R), p + g * gbytes);
+  return out;
 }
 
 float dot_f32(const Kernels& kernels, const float* a, const float* b, int64_t n) {

@@ -24,6 +24,7 @@ namespace edgevl::kern {
 namespace {
 
 constexpr int R = kPanelRows;
+constexpr int kQ4PrefetchBytes = 4096;  // measured: see q4x16_tile
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -327,6 +328,109 @@ void int_kernel(int64_t k, const void* panel, const void* act, size_t astride, i
   }
 }
 
+
+// ---- Q4_0 repacked at load time (WeightLayout::Q4_0x16) ----
+// Per group of 16 rows, blocks in pairs, 576 bytes per pair (= 32 GGUF blocks, so the same size):
+//   [block 2u: 4 x 64 bytes][block 2u+1: 4 x 64 bytes][2u: 16 fp16 scales][2u+1: 16 fp16 scales]
+// 64-byte vector g of a block holds in lane r the bytes qs[4g..4g+3] of row r, so its low
+// nibbles are elements 4g..4g+3 and its high nibbles elements 16+4g..16+4g+3 of all 16 rows:
+// the panel kernel's lanes = rows arrangement without a per-call pack, and decode reads each
+// weight byte once with aligned loads and converts 16 rows' scales with one vcvtph2ps.
+constexpr size_t kQ4PairBytes = 576;
+
+size_t q4x16_group_bytes(int64_t k) { return size_t((k / 32 + 1) / 2) * kQ4PairBytes; }
+
+void q4x16_repack_group(int64_t k, const void* w, size_t w_stride, int rows, void* out) {
+  auto* o = static_cast<uint8_t*>(out);
+  const int64_t nb = k / 32;
+  std::memset(o, 0, q4x16_group_bytes(k));  // padding rows and the odd last block: scale 0
+  for (int r = 0; r < rows; ++r) {
+    auto* b = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(w) + r * w_stride);
+    for (int64_t i = 0; i < nb; ++i) {
+      uint8_t* unit = o + (i / 2) * kQ4PairBytes;
+      uint8_t* nib = unit + (i & 1) * 256;
+      for (int g = 0; g < 4; ++g) std::memcpy(nib + g * 64 + r * 4, b[i].qs + 4 * g, 4);
+      std::memcpy(unit + 512 + (i & 1) * 32 + r * 2, &b[i].d, 2);
+    }
+  }
+}
+
+// MR activation rows (the panel activation format, zero point 8) x one group of 16 rows.
+// Few rows keep separate accumulators for low and high nibbles so the vpdpbusd chains are short.
+template <int MR>
+void q4x16_tile(int64_t k, const uint8_t* grp, const uint8_t* act, size_t astride, float* y, int64_t ldy,
+                int rows) {
+  const int64_t nb = k / 32;
+  const int8_t* aq[MR];
+  const float* asa[MR];
+  const int32_t* azc[MR];
+  for (int i = 0; i < MR; ++i) {
+    aq[i] = reinterpret_cast<const int8_t*>(act + i * astride);
+    asa[i] = reinterpret_cast<const float*>(aq[i] + k);
+    azc[i] = reinterpret_cast<const int32_t*>(asa[i] + 2 * nb);
+  }
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 yacc[MR];
+  for (int i = 0; i < MR; ++i) yacc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* unit = grp + (b / 2) * kQ4PairBytes;
+    const uint8_t* nib = unit + (b & 1) * 256;
+    if constexpr (MR == 1) {
+      // Decode streams the weights once; prefetch into L2 ahead (see kPrefetchBytes in matmul_avx512.cpp).
+      const char* pf = reinterpret_cast<const char*>(unit) + kQ4PrefetchBytes + (b & 1) * 320;
+      for (int l = 0; l < 5; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+    }
+    __m512i lo_acc[MR], hi_acc[MR];
+    for (int i = 0; i < MR; ++i) {
+      lo_acc[i] = _mm512_set1_epi32(azc[i][b]);
+      hi_acc[i] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_load_si512(nib + 64 * g);
+      const __m512i lo = _mm512_and_si512(v, m4);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      for (int i = 0; i < MR; ++i) {
+        int32_t a0, a1;
+        std::memcpy(&a0, aq[i] + 32 * b + 4 * g, 4);
+        std::memcpy(&a1, aq[i] + 32 * b + 16 + 4 * g, 4);
+        if constexpr (MR <= 2) {
+          lo_acc[i] = _mm512_dpbusd_epi32(lo_acc[i], lo, _mm512_set1_epi32(a0));
+          hi_acc[i] = _mm512_dpbusd_epi32(hi_acc[i], hi, _mm512_set1_epi32(a1));
+        } else {  // enough rows for independent chains; keep registers for them
+          lo_acc[i] = _mm512_dpbusd_epi32(lo_acc[i], lo, _mm512_set1_epi32(a0));
+          lo_acc[i] = _mm512_dpbusd_epi32(lo_acc[i], hi, _mm512_set1_epi32(a1));
+        }
+      }
+    }
+    const __m512 sw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(unit + 512 + (b & 1) * 32)));
+    for (int i = 0; i < MR; ++i) {
+      const __m512i s = MR <= 2 ? _mm512_add_epi32(lo_acc[i], hi_acc[i]) : lo_acc[i];
+      yacc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sw, _mm512_set1_ps(asa[i][b])), yacc[i]);
+    }
+  }
+  const __mmask16 mask = rows >= R ? 0xFFFF : (__mmask16)((1u << rows) - 1);
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + i * ldy, mask, yacc[i]);
+}
+
+void q4x16_kernel(int64_t k, const void* panel, const void* act, size_t astride, int64_t m, float* y, int64_t ldy,
+                  int rows) {
+  auto* p = static_cast<const uint8_t*>(panel);
+  auto* a = static_cast<const uint8_t*>(act);
+  int64_t i = 0;
+  for (; i + kMR <= m; i += kMR) q4x16_tile<kMR>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
+  switch (m - i) {
+    case 7: q4x16_tile<7>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
+    case 6: q4x16_tile<6>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
+    case 5: q4x16_tile<5>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
+    case 4: q4x16_tile<4>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
+    case 3: q4x16_tile<3>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
+    case 2: q4x16_tile<2>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
+    case 1: q4x16_tile<1>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
+    default: break;
+  }
+}
+
 // ---- float panels (F32 / F16 / BF16 weights): [k][16] floats ----
 
 size_t float_panel_bytes(int64_t k) { return size_t(k) * R * sizeof(float); }
@@ -436,6 +540,13 @@ void install_panels_avx512(KernelTable& t) {
   t.w[kQ4_K].panel = int_panel<32, true, unpack_q4_K, act_from_q8_K<32, 0>>(1);
   t.w[kQ5_K].panel = int_panel<32, true, unpack_q5_K, act_from_q8_K<32, 0>>(1);
   t.w[kQ6_K].panel = int_panel<16, false, unpack_q6_K, act_from_q8_K<16, 32>>(1);
+  PackedKernels& q4 = t.w[kQ4_0].packed;
+  q4.layout = WeightLayout::Q4_0x16;
+  q4.group_bytes = &q4x16_group_bytes;
+  q4.repack_group = &q4x16_repack_group;
+  q4.act_convert = &act_from_q8_0<8>;
+  q4.act_row_bytes = &act_bytes<32>;
+  q4.kernel = &q4x16_kernel;
   for (auto [slot, pack] : {std::pair{kF32, &pack_f32}, std::pair{kF16, &pack_f16}, std::pair{kBF16, &pack_bf16}}) {
     PanelKernels p;
     p.pack = pack;

@@ -44,12 +44,26 @@ struct PanelKernels {
   int64_t min_m = 1;
 };
 
+// Kernels for weights repacked at load time (repack_for_matmul): rows are rewritten in groups of
+// kPanelRows into `group_bytes(k)` bytes each (groups contiguous, the last padded with zero rows).
+// Activations go through act_convert as for panels, then `kernel` runs m activation rows against
+// one group (any m, decode included), with the PanelKernelFn signature.
+struct PackedKernels {
+  WeightLayout layout = WeightLayout::Gguf;  // Gguf: none
+  size_t (*group_bytes)(int64_t k) = nullptr;
+  void (*repack_group)(int64_t k, const void* w, size_t w_stride, int rows, void* out) = nullptr;
+  ActConvertFn act_convert = nullptr;
+  size_t (*act_row_bytes)(int64_t k) = nullptr;
+  PanelKernelFn kernel = nullptr;
+};
+
 struct WeightKernels {
   DType act_type = DType::F32;  // what activations are converted to for this weight type
   QuantizeActFn quantize_act = nullptr;
   VecDotFn vec_dot = nullptr;
   GemmFn gemm = nullptr;
   PanelKernels panel;
+  PackedKernels packed;
 };
 
 }  // namespace edgevl::kern

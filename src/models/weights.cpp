@@ -1,5 +1,8 @@
 #include "models/weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "core/error.h"
 #include "kernels/quants.h"
 
@@ -68,6 +71,22 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
     w.data = buf->data();
     w.row_bytes = shape.back() * sizeof(float);
     owned_.push_back(std::move(buf));
+  } else if (shape.size() == 2 && name.find("token_embd") == std::string::npos &&
+             name.find("embed_tokens") == std::string::npos) {
+    // Matrices (not the embedding table, which is only row-gathered) are rewritten once into the
+    // kernel table's interleaved layout where it has one (Q4_0 on AVX-512).
+    PackedWeight p = repack_for_matmul(kernels_, w.dtype, data, w.row_bytes, shape[0], shape[1]);
+    if (p.data) {
+      w.packed = p.data.get();
+      w.layout = p.layout;
+      packed_.push_back(std::move(p));
+      // The copy replaces the file's pages: drop them from this process's resident set (the
+      // mapping is private and read-only, so they are re-read from the file if ever touched).
+      const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+      const uintptr_t b = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+      const uintptr_t e = (reinterpret_cast<uintptr_t>(data) + w.row_bytes * shape[0]) & ~(page - 1);
+      if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+    }
   }
   return w;
 }
@@ -75,6 +94,12 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
 size_t WeightLoader::owned_bytes() const {
   size_t n = 0;
   for (const auto& b : owned_) n += b->size() * sizeof(float);
+  return n;
+}
+
+size_t WeightLoader::packed_bytes() const {
+  size_t n = 0;
+  for (const auto& p : packed_) n += p.bytes;
   return n;
 }
 

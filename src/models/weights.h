@@ -33,7 +33,11 @@ struct WeightSpec {
 
 class WeightLoader {
  public:
-  explicit WeightLoader(const ModelSource& src) : src_(src) {}
+  // `kernels`: the table whose matmul the weights are repacked for (repack_for_matmul); the
+  // default reads EDGEVL_ISA / the CPU like Context does. Any other table still gets correct
+  // results from the GGUF rows, which every WeightRef keeps.
+  explicit WeightLoader(const ModelSource& src) : WeightLoader(src, Kernels::select()) {}
+  WeightLoader(const ModelSource& src, const Kernels& kernels) : src_(src), kernels_(kernels) {}
 
   // Loads one weight; `layer` replaces {L}. Returns an empty WeightRef for a missing optional one.
   WeightRef load(const char* hf, const char* gguf, const std::vector<int64_t>& shape, uint32_t flags,
@@ -46,10 +50,13 @@ class WeightLoader {
 
   // Owned float buffers (converted vectors) must outlive the model: the model keeps the loader.
   size_t owned_bytes() const;
+  size_t packed_bytes() const;
 
  private:
   const ModelSource& src_;
+  Kernels kernels_;
   std::vector<std::unique_ptr<std::vector<float>>> owned_;
+  std::vector<PackedWeight> packed_;
 };
 
 std::string expand_layer_name(const char* pattern, int64_t layer);

@@ -137,6 +137,8 @@ void linear(Context& ctx, const WeightRef& w, const float* x, int64_t rows, floa
   a.m = rows;
   a.y = y;
   a.ldy = a.n;
+  a.packed = w.packed;
+  a.layout = w.layout;
   matmul(ctx.kernels, ctx.pool, a);
   if (bias) add_bias(y, bias, rows, a.n);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/dtype.h"
+#include "kernels/kernels.h"
 
 namespace edgevl {
 
@@ -46,12 +47,17 @@ class Tensor {
 
 // A weight matrix or vector of any dtype, rows of `cols` elements, used in place.
 // shape is row-major: {rows, cols} for matrices, {cols} for vectors.
+// `packed` optionally holds the same matrix repacked at load for the kernel table's matmul
+// (repack_for_matmul, owned by the loader); `data` still points at the GGUF rows (row gathers,
+// other kernel tables), whose pages are then only read on demand.
 struct WeightRef {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const void* data = nullptr;
   size_t row_bytes = 0;
+  const void* packed = nullptr;
+  WeightLayout layout = WeightLayout::Gguf;
 
   bool empty() const { return data == nullptr; }
   int64_t rows() const { return shape.size() == 1 ? 1 : shape[0]; }
