@@ -1,4 +1,5 @@
 #include "text/jinja/lexer.h"
+#include "text/tokenizer.h"
 
 #include <algorithm>
 #include <cstring>
@@ -308,14 +309,14 @@ class Lexer {
             ++j;
           }
           if (cp > 0x10FFFF) fail("jinja: line ", line, ": invalid \\U escape in string");
-          utf8_append(v, cp);
+          utf8::append_codepoint(v, cp);
           break;
         }
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = e - '0';
             for (int k = 0; k < 2 && j < n && s_[j] >= '0' && s_[j] <= '7'; ++k) cp = cp * 8 + (s_[j++] - '0');
-            utf8_append(v, cp);
+            utf8::append_codepoint(v, cp);
           } else {
             v += '\\';
             v += e;

@@ -1,6 +1,7 @@
 // Python semantics of the template values: truthiness, equality, ordering, str(), repr() and
 // json.dumps() as transformers' `tojson` filter calls it.
 #include "text/jinja/value.h"
+#include "text/tokenizer.h"
 
 #include <algorithm>
 #include <charconv>
@@ -405,23 +406,6 @@ size_t utf8_length(std::string_view s) {
   return n;
 }
 
-void utf8_append(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += (char)cp;
-  } else if (cp < 0x800) {
-    out += (char)(0xC0 | (cp >> 6));
-    out += (char)(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += (char)(0xE0 | (cp >> 12));
-    out += (char)(0x80 | ((cp >> 6) & 0x3F));
-    out += (char)(0x80 | (cp & 0x3F));
-  } else {
-    out += (char)(0xF0 | (cp >> 18));
-    out += (char)(0x80 | ((cp >> 12) & 0x3F));
-    out += (char)(0x80 | ((cp >> 6) & 0x3F));
-    out += (char)(0x80 | (cp & 0x3F));
-  }
-}
 
 bool py_isspace(uint32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
@@ -482,13 +466,13 @@ static void append_upper(std::string& out, uint32_t cp, std::string_view raw) {
   if (cp == 0xDF) { out += "SS"; return; }  // Python's full mapping of U+00DF
   uint32_t u = cp_upper(cp);
   if (u == cp) out += raw;
-  else utf8_append(out, u);
+  else utf8::append_codepoint(out, u);
 }
 
 static void append_lower(std::string& out, uint32_t cp, std::string_view raw) {
   uint32_t u = cp_lower(cp);
   if (u == cp) out += raw;
-  else utf8_append(out, u);
+  else utf8::append_codepoint(out, u);
 }
 
 std::string str_upper(std::string_view s) {

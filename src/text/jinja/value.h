@@ -176,7 +176,6 @@ std::string to_json(const Value& v, const JsonOptions& opt);
 size_t utf8_next(std::string_view s, size_t pos, uint32_t* cp = nullptr);
 std::vector<size_t> utf8_offsets(std::string_view s);  // char starts, plus s.size() at the end
 size_t utf8_length(std::string_view s);
-void utf8_append(std::string& out, uint32_t cp);
 bool py_isspace(uint32_t cp);
 uint32_t cp_lower(uint32_t cp);
 uint32_t cp_upper(uint32_t cp);
