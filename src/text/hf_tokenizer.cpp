@@ -1,0 +1,609 @@
+// The tokenizer.json tokenizer (hf_tokenizer.h): the BPE model, added-token splitting and the
+// assembly of the pipeline stages of hf/components.h. Semantics follow the Hugging Face
+// `tokenizers` library (tokenizer/added_vocabulary.rs, models/bpe); this is an independent
+// implementation that shares the BPE merge loop and hash tables of bpe.h with the GGUF tokenizer.
+#include "text/hf_tokenizer.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/mmap.h"
+#include "text/bpe.h"
+#include "text/hf/components.h"
+
+namespace edgevl::text {
+
+namespace {
+
+using detail::Candidate;
+using detail::pair_key;
+using detail::Symbol;
+using hf::json;
+
+struct MergeInfo {
+  int32_t rank = 0;
+  int32_t result = 0;
+};
+
+// Scratch buffers of one encode() call (encode is const and may run on several threads).
+struct Scratch {
+  std::string norm;
+  hf::Pieces pieces, tmp;
+  std::vector<Symbol> syms;
+  std::vector<Candidate> heap;
+};
+
+// Word -> ids memo shared by all encode() calls, as tokenizers' BPE cache: natural text repeats
+// its words, and a hit skips the merge loop and its cache-missing hash look-ups. Sharded by hash,
+// each shard under its own mutex; bounded (a full shard stops taking words), words up to 64 bytes.
+class WordCache {
+ public:
+  static constexpr size_t kMaxWord = 64;
+  bool get(std::string_view w, std::vector<int32_t>& out) const {
+    Shard& s = shard(w);
+    std::lock_guard<std::mutex> lock(s.mu);
+    const auto it = s.map.find(w);
+    if (it == s.map.end()) return false;
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return true;
+  }
+  void put(std::string_view w, const int32_t* ids, size_t n) const {
+    Shard& s = shard(w);
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.map.size() < kPerShard) s.map.emplace(std::string(w), std::vector<int32_t>(ids, ids + n));
+  }
+
+ private:
+  static constexpr size_t kShards = 16, kPerShard = 4096;
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return (size_t)detail::StringIndex::hash(s); }
+  };
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> map;
+  };
+  Shard& shard(std::string_view w) const { return shards_[(detail::StringIndex::hash(w) >> 40) % kShards]; }
+  mutable std::array<Shard, kShards> shards_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The BPE model (tokenizers models/bpe): characters -> vocabulary ids (or byte-fallback tokens,
+// or the unknown token), then merges by rank.
+
+class BpeModel {
+ public:
+  explicit BpeModel(hf::TokenizerFile& f);
+  void encode_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const;
+  int32_t find(std::string_view s) const { return index_.find(s); }
+  const std::vector<std::string>& vocab() const { return vocab_; }
+  int32_t unk() const { return unk_; }
+
+ private:
+  int32_t char_id(std::string_view word, size_t i, size_t n, bool valid) const;
+  void resolve_merges(const std::vector<std::pair<std::string, std::string>>& merges);
+
+  std::vector<std::string> vocab_;  // id -> token ("" where the vocabulary has no such id)
+  detail::StringIndex index_;       // over vocab_
+  detail::FlatMap64<MergeInfo> merges_;
+  // Ids of the single-character tokens: a table below U+0800, a hash map above.
+  std::array<int32_t, 0x800> low_char_;
+  detail::FlatMap64<int32_t> high_char_;
+  std::array<int32_t, 256> byte_token_;
+  std::string prefix_, suffix_;  // continuing_subword_prefix, end_of_word_suffix
+  int32_t unk_ = -1;
+  bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
+  WordCache cache_;
+};
+
+BpeModel::BpeModel(hf::TokenizerFile& f) {
+  const json* model = f.rest.contains("model") ? &f.rest["model"] : nullptr;
+  EV_CHECK(model && model->is_object(), "tokenizer.json: no model");
+  const char* what = "BPE model";
+  const std::string type = hf::get_string(*model, "type", "model", f.has_merges ? "BPE" : "");
+  EV_CHECK(type == "BPE", "tokenizer.json: unsupported model type '", type.empty() ? "(none)" : type, "'");
+  EV_CHECK(f.has_vocab, "tokenizer.json: the BPE model has no vocab object");
+  if (model->contains("dropout") && !(*model)["dropout"].is_null()) {
+    const json& d = (*model)["dropout"];
+    EV_CHECK(d.is_number() && d.get<double>() == 0.0, "tokenizer.json: BPE dropout is not supported");
+  }
+  prefix_ = hf::get_string(*model, "continuing_subword_prefix", what, "");
+  suffix_ = hf::get_string(*model, "end_of_word_suffix", what, "");
+  byte_fallback_ = hf::get_bool(*model, "byte_fallback", what, false);
+  fuse_unk_ = hf::get_bool(*model, "fuse_unk", what, false);
+  ignore_merges_ = hf::get_bool(*model, "ignore_merges", what, false);
+
+  int64_t n = 0;
+  for (const auto& [tok, id] : f.vocab) n = std::max(n, id + 1);
+  EV_CHECK(n > 0, "tokenizer.json: the vocabulary is empty");
+  EV_CHECK(n <= (int64_t)f.vocab.size() * 2 + 1024, "tokenizer.json: vocabulary ids reach ", n - 1, " for ",
+           f.vocab.size(), " tokens");
+  vocab_.resize((size_t)n);
+  std::vector<uint8_t> seen((size_t)n);
+  for (auto& [tok, id] : f.vocab) {
+    EV_CHECK(!seen[id], "tokenizer.json: vocabulary id ", id, " is given twice ('", vocab_[id], "', '", tok, "')");
+    seen[id] = 1;
+    vocab_[id] = std::move(tok);
+  }
+  f.vocab = {};
+  index_.build(vocab_);
+  low_char_.fill(-1);
+  for (size_t id = 0; id < vocab_.size(); ++id) {
+    const std::string& t = vocab_[id];
+    if (t.empty() || utf8::valid_char_len(t, 0) != t.size()) continue;
+    const uint32_t cp = detail::utf8_codepoint_at(t, 0, t.size());
+    if (cp < low_char_.size()) {
+      if (low_char_[cp] < 0) low_char_[cp] = (int32_t)id;
+    } else {
+      high_char_.insert(cp, (int32_t)id);  // the first id of a duplicate keeps its place
+    }
+  }
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    byte_token_[b] = index_.find(name);
+  }
+  const std::string unk = hf::get_string(*model, "unk_token", what, "");
+  if (!unk.empty()) {
+    unk_ = index_.find(unk);
+    EV_CHECK(unk_ >= 0, "tokenizer.json: unk_token '", unk, "' is not in the vocabulary");
+  }
+  resolve_merges(f.merges);
+  f.merges = {};
+}
+
+// Merge r "a b" -> (id a, id b) -> (r, id of a+b), where a leading continuing-subword prefix of b
+// is not repeated in the merged token. The look-ups go in batches (StringIndex::find_many): on
+// Gemma 3's 515k merges that is ~3x faster than one by one.
+void BpeModel::resolve_merges(const std::vector<std::pair<std::string, std::string>>& merges) {
+  merges_.reserve(merges.size());
+  constexpr size_t kChunk = 4096;
+  std::vector<std::string_view> keys;
+  std::vector<int32_t> ids;
+  std::string joined;
+  for (size_t c0 = 0; c0 < merges.size(); c0 += kChunk) {
+    const size_t c1 = std::min(merges.size(), c0 + kChunk);
+    joined.clear();
+    std::vector<size_t> ends;
+    for (size_t r = c0; r < c1; ++r) {
+      const auto& [a, b] = merges[r];
+      joined += a;
+      if (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0) joined.append(b, prefix_.size());
+      else joined += b;
+      ends.push_back(joined.size());
+    }
+    keys.clear();
+    for (size_t r = c0, begin = 0; r < c1; ++r) {
+      keys.push_back(merges[r].first);
+      keys.push_back(merges[r].second);
+      keys.push_back(std::string_view(joined).substr(begin, ends[r - c0] - begin));
+      begin = ends[r - c0];
+    }
+    ids.resize(keys.size());
+    index_.find_many(keys.data(), keys.size(), ids.data());
+    for (size_t r = c0; r < c1; ++r) {
+      const int32_t* m = &ids[(r - c0) * 3];
+      const auto& [a, b] = merges[r];
+      EV_CHECK(m[0] >= 0 && m[1] >= 0, "tokenizer.json: merge ", r, " ('", a, " ", b, "') refers to unknown token '",
+               m[0] < 0 ? a : b, "'");
+      EV_CHECK(m[2] >= 0, "tokenizer.json: merge ", r, " ('", a, " ", b, "') makes '", keys[(r - c0) * 3 + 2],
+               "', which is not in the vocabulary");
+      merges_.insert(pair_key(m[0], m[1]), MergeInfo{(int32_t)r, m[2]});  // the first rank of a pair wins
+    }
+  }
+}
+
+// Id of the character word[i, i+n) (`valid`: a UTF-8 character, else one stray byte) with the
+// continuing-subword prefix / end-of-word suffix rules.
+int32_t BpeModel::char_id(std::string_view word, size_t i, size_t n, bool valid) const {
+  const bool plain = (prefix_.empty() || i == 0) && (suffix_.empty() || i + n < word.size());
+  if (plain && valid) {
+    const uint32_t cp = detail::utf8_codepoint_at(word, i, n);
+    if (cp < low_char_.size()) return low_char_[cp];
+    const int32_t* id = high_char_.find(cp);
+    return id ? *id : -1;
+  }
+  if (plain) return index_.find(word.substr(i, n));
+  std::string s;
+  if (i > 0) s += prefix_;
+  s.append(word.substr(i, n));
+  if (i + n == word.size()) s += suffix_;
+  return index_.find(s);
+}
+
+void BpeModel::encode_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (ignore_merges_) {
+    const int32_t id = index_.find(word);
+    if (id >= 0) {
+      out.push_back(id);
+      return;
+    }
+  }
+  const bool cacheable = word.size() <= WordCache::kMaxWord;
+  if (cacheable && cache_.get(word, out)) return;
+  const size_t first_out = out.size();
+  std::vector<Symbol>& syms = sc.syms;
+  syms.clear();
+  auto push = [&](int32_t id, size_t start, size_t len) {
+    const auto k = (int32_t)syms.size();
+    syms.push_back({k - 1, k + 1, (uint32_t)start, (uint32_t)len, id});
+  };
+  bool last_unk = false;
+  for (size_t i = 0; i < word.size();) {
+    size_t n = utf8::valid_char_len(word, i);
+    const bool valid = n > 0;
+    if (!valid) n = 1;  // an invalid byte is a character of its own (byte fallback takes it)
+    const int32_t id = char_id(word, i, n, valid);
+    bool unknown = false;
+    if (id >= 0) {
+      push(id, i, n);
+    } else {
+      bool bytes = byte_fallback_;
+      for (size_t k = 0; k < n && bytes; ++k) bytes = byte_token_[(uint8_t)word[i + k]] >= 0;
+      if (bytes) {
+        for (size_t k = 0; k < n; ++k) push(byte_token_[(uint8_t)word[i + k]], i + k, 1);
+      } else if (unk_ >= 0) {
+        unknown = true;
+        if (fuse_unk_ && last_unk) syms.back().len += (uint32_t)n;
+        else push(unk_, i, n);
+      }
+      // else: no way to represent the character (tokenizers raises here); it is dropped
+    }
+    last_unk = unknown;
+    i += n;
+  }
+  if (syms.empty()) return;
+  syms.back().next = -1;
+  if (syms.size() > 1) {
+    detail::bpe_merge(syms, sc.heap, [&](const Symbol& l, const Symbol& r, double* cost, int32_t* id) {
+      const MergeInfo* m = merges_.find(pair_key(l.id, r.id));
+      if (!m) return false;
+      *cost = m->rank;
+      *id = m->result;
+      return true;
+    });
+  }
+  for (int32_t k = 0; k >= 0; k = syms[k].next) out.push_back(syms[k].id);
+  if (cacheable) cache_.put(word, out.data() + first_out, out.size() - first_out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tokenizer
+
+struct AddedToken {
+  std::string content;
+  int32_t id;
+  bool special, lstrip, rstrip, single_word, normalized;
+};
+
+class HfTokenizer final : public Tokenizer {
+ public:
+  HfTokenizer(hf::TokenizerFile f, const json& config, const json& gen_config);
+
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const override;
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special) const override;
+  std::string token_piece(int32_t id) const override;
+  int32_t vocab_size() const override { return (int32_t)added_of_id_.size(); }
+  int32_t bos_id() const override { return bos_; }
+  int32_t eos_id() const override { return eos_; }
+  bool is_end_of_generation(int32_t id) const override { return in_range(id) && eog_[id]; }
+  bool is_special(int32_t id) const override { return in_range(id) && special_[id]; }
+  std::string token_text(int32_t id) const override { return std::string(text_of(check_id(id))); }
+
+ private:
+  bool in_range(int32_t id) const { return id >= 0 && id < vocab_size(); }
+  int32_t check_id(int32_t id) const {
+    EV_CHECK(in_range(id), "tokenizer: token id ", id, " is outside the vocabulary [0, ", vocab_size(), ")");
+    return id;
+  }
+  std::string_view text_of(int32_t id) const {
+    const int32_t a = added_of_id_[id];
+    if (a >= 0) return added_[a].content;
+    return (size_t)id < model_.vocab().size() ? std::string_view(model_.vocab()[id]) : std::string_view();
+  }
+  int32_t id_of(const std::string& s) const {
+    const auto it = added_by_content_.find(s);
+    return it != added_by_content_.end() ? it->second : model_.find(s);
+  }
+  void read_added_tokens(const json& list);
+  void read_config(const json& config, const json& gen_config);
+  template <typename OnText, typename OnToken>
+  void split_added(const detail::ByteTrie& trie, std::string_view text, bool parse_special, OnText&& on_text,
+                   OnToken&& on_token) const;
+  void encode_fragment(std::string_view frag, bool first, bool parse_special, Scratch& sc, std::vector<int32_t>& out) const;
+  void encode_pieces(std::string_view s, bool first, Scratch& sc, std::vector<int32_t>& out) const;
+
+  BpeModel model_;
+  std::vector<AddedToken> added_;
+  std::unordered_map<std::string, int32_t> added_by_content_;
+  std::vector<int32_t> added_of_id_;  // id -> index in added_, -1; its size is the vocabulary size
+  detail::ByteTrie raw_trie_, normalized_trie_;  // values: index in added_
+  std::unique_ptr<hf::Normalizer> normalizer_;
+  std::unique_ptr<hf::PreTokenizer> pre_tokenizer_;
+  std::unique_ptr<hf::Decoder> decoder_;
+  hf::Template template_;
+  int32_t bos_ = -1, eos_ = -1;
+  std::vector<uint8_t> special_, eog_;
+};
+
+HfTokenizer::HfTokenizer(hf::TokenizerFile f, const json& config, const json& gen_config) : model_(f) {
+  const json& root = f.rest;
+  normalizer_ = hf::make_normalizer(root.value("normalizer", json()));
+  pre_tokenizer_ = hf::make_pre_tokenizer(root.value("pre_tokenizer", json()));
+  decoder_ = hf::make_decoder(root.value("decoder", json()));
+  read_added_tokens(root.value("added_tokens", json()));
+  template_ = hf::make_post_processor(root.value("post_processor", json()), [&](const std::string& s) {
+    const int32_t id = id_of(s);
+    EV_CHECK(id >= 0, "tokenizer.json: post_processor: unknown special token '", s, "'");
+    return id;
+  });
+  for (int32_t id : template_.before) check_id(id);
+  for (int32_t id : template_.after) check_id(id);
+  read_config(config, gen_config);
+}
+
+void HfTokenizer::read_added_tokens(const json& list) {
+  EV_CHECK(list.is_null() || list.is_array(), "tokenizer.json: added_tokens is not a list");
+  int64_t n = (int64_t)model_.vocab().size();
+  if (list.is_array()) {
+    for (const json& t : list) {
+      const char* what = "added token";
+      EV_CHECK(t.is_object(), "tokenizer.json: an added token is not an object");
+      AddedToken a;
+      const int64_t id = hf::get_int(t, "id", what, -1);
+      a.content = hf::get_string(t, "content", what, "");
+      EV_CHECK(id >= 0 && id < (int64_t)1 << 30, "tokenizer.json: added token '", a.content, "' has invalid id ", id);
+      EV_CHECK(!a.content.empty(), "tokenizer.json: added token ", id, " has no content");
+      a.id = (int32_t)id;
+      a.special = hf::get_bool(t, "special", what, false);
+      a.lstrip = hf::get_bool(t, "lstrip", what, false);
+      a.rstrip = hf::get_bool(t, "rstrip", what, false);
+      a.single_word = hf::get_bool(t, "single_word", what, false);
+      a.normalized = hf::get_bool(t, "normalized", what, !a.special);
+      n = std::max(n, id + 1);
+      added_.push_back(std::move(a));
+    }
+  }
+  EV_CHECK(n <= (int64_t)model_.vocab().size() + (int64_t)added_.size() + 1024, "tokenizer.json: added token ids reach ",
+           n - 1, " beyond a vocabulary of ", model_.vocab().size());
+  added_of_id_.assign((size_t)n, -1);
+  special_.assign((size_t)n, 0);
+  for (size_t k = 0; k < added_.size(); ++k) {
+    const AddedToken& a = added_[k];
+    added_of_id_[a.id] = (int32_t)k;  // a later entry for the same id wins, as in tokenizers
+    added_by_content_.emplace(a.content, a.id);
+    special_[a.id] = a.special;
+    if (!a.normalized) {
+      raw_trie_.add(a.content, (int32_t)k);
+    } else {
+      // Normalized tokens are matched in normalized text, so their own text is normalized too.
+      std::string s = a.content;
+      if (normalizer_) normalizer_->normalize(s);
+      normalized_trie_.add(s, (int32_t)k);
+    }
+  }
+  if (model_.unk() >= 0) special_[model_.unk()] = 1;
+}
+
+void HfTokenizer::read_config(const json& config, const json& gen_config) {
+  // bos_token / eos_token: a string or an AddedToken object {"content": ...}.
+  auto token_of = [&](const char* key) -> int32_t {
+    if (!config.is_object() || !config.contains(key)) return -1;
+    const json& v = config[key];
+    std::string s;
+    if (v.is_string()) s = v.get<std::string>();
+    else if (v.is_object() && v.contains("content") && v["content"].is_string()) s = v["content"].get<std::string>();
+    return s.empty() ? -1 : id_of(s);
+  };
+  bos_ = token_of("bos_token");
+  eos_ = token_of("eos_token");
+  if (bos_ < 0 && !template_.before.empty()) bos_ = template_.before.front();
+  if (eos_ < 0 && !template_.after.empty()) eos_ = template_.after.back();
+
+  // transformers' Llama/Gemma fast tokenizers rebuild the post-processor from these flags.
+  const std::string cls = hf::get_string(config, "tokenizer_class", "tokenizer_config.json", "");
+  static const char* const kRebuilds[] = {"LlamaTokenizer", "LlamaTokenizerFast", "GemmaTokenizer", "GemmaTokenizerFast",
+                                          "CodeLlamaTokenizer", "CodeLlamaTokenizerFast"};
+  bool rebuilds = false;
+  for (const char* c : kRebuilds) rebuilds = rebuilds || cls == c;
+  if (rebuilds && config.is_object() && (config.contains("add_bos_token") || config.contains("add_eos_token"))) {
+    const bool add_bos = hf::get_bool(config, "add_bos_token", "tokenizer_config.json", true);
+    const bool add_eos = hf::get_bool(config, "add_eos_token", "tokenizer_config.json", false);
+    template_ = {};
+    if (add_bos && bos_ >= 0) template_.before.push_back(bos_);
+    if (add_eos && eos_ >= 0) template_.after.push_back(eos_);
+  }
+
+  eog_.assign(added_of_id_.size(), 0);
+  if (eos_ >= 0) eog_[eos_] = 1;
+  if (gen_config.is_object() && gen_config.contains("eos_token_id")) {
+    const json& e = gen_config["eos_token_id"];
+    auto mark = [&](const json& v) {
+      if (!v.is_number_integer()) return;
+      const int64_t id = v.get<int64_t>();
+      if (id >= 0 && id < vocab_size()) eog_[id] = 1;
+    };
+    if (e.is_array()) {
+      for (const json& v : e) mark(v);
+    } else {
+      mark(e);
+    }
+  }
+  // End-of-turn markers of common chat formats, when they are added tokens.
+  static const char* const kEnd[] = {"<eos>", "</s>", "<|endoftext|>", "<|im_end|>", "<end_of_turn>", "<turn|>",
+                                     "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|end_of_text|>", "<|return|>"};
+  for (const char* s : kEnd) {
+    const auto it = added_by_content_.find(s);
+    if (it != added_by_content_.end()) eog_[it->second] = 1;
+  }
+}
+
+// Cuts `text` by the added tokens of `trie`, leftmost-longest, as tokenizers' AddedVocabulary:
+// on_text(begin, end) for the stretches between tokens, on_token(id) for each token.
+template <typename OnText, typename OnToken>
+void HfTokenizer::split_added(const detail::ByteTrie& trie, std::string_view text, bool parse_special, OnText&& on_text,
+                              OnToken&& on_token) const {
+  size_t done = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    int32_t k = -1;
+    const size_t len = trie.may_start((uint8_t)text[i]) ? trie.longest(text, i, &k) : 0;
+    if (len == 0) {
+      ++i;
+      continue;
+    }
+    const AddedToken& t = added_[k];
+    size_t b = i, e = i + len;
+    size_t n;
+    if (t.special && !parse_special) {  // the matched text stays plain text
+      i = e;
+      continue;
+    }
+    if (t.single_word) {
+      size_t p = b;
+      while (p > 0 && ((uint8_t)text[p - 1] & 0xC0) == 0x80) --p;
+      const bool left_ok = b == 0 || !hf::uni::is_word_char(hf::uni::next_char(text, p > 0 ? p - 1 : 0, &n));
+      const bool right_ok = e == text.size() || !hf::uni::is_word_char(hf::uni::next_char(text, e, &n));
+      if (!left_ok || !right_ok) {
+        i = e;
+        continue;
+      }
+    }
+    if (t.lstrip) {
+      while (b > done) {
+        size_t p = b - 1;
+        while (p > done && ((uint8_t)text[p] & 0xC0) == 0x80) --p;
+        if (!hf::uni::is_whitespace(hf::uni::next_char(text, p, &n)) || p + n != b) break;
+        b = p;
+      }
+    }
+    if (t.rstrip) {
+      while (e < text.size() && hf::uni::is_whitespace(hf::uni::next_char(text, e, &n))) e += n;
+    }
+    if (b > done) on_text(done, b);
+    on_token(t.id);
+    done = i = e;
+  }
+  if (done < text.size()) on_text(done, text.size());
+}
+
+std::vector<int32_t> HfTokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+  EV_CHECK(text.size() < (size_t)INT32_MAX, "tokenizer: text of ", text.size(), " bytes is too long");
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 4);
+  if (add_special) out.insert(out.end(), template_.before.begin(), template_.before.end());
+  Scratch sc;
+  split_added(
+      raw_trie_, text, parse_special,
+      [&](size_t b, size_t e) { encode_fragment(text.substr(b, e - b), b == 0, parse_special, sc, out); },
+      [&](int32_t id) { out.push_back(id); });
+  if (add_special) out.insert(out.end(), template_.after.begin(), template_.after.end());
+  return out;
+}
+
+// A stretch of raw text between added tokens: normalize, cut by the normalized added tokens.
+void HfTokenizer::encode_fragment(std::string_view frag, bool first, bool parse_special, Scratch& sc,
+                                  std::vector<int32_t>& out) const {
+  std::string_view s = frag;
+  std::string norm;
+  if (normalizer_) {
+    norm.assign(frag);
+    normalizer_->normalize(norm);
+    s = norm;
+  }
+  if (normalized_trie_.empty()) {
+    encode_pieces(s, first, sc, out);
+    return;
+  }
+  split_added(
+      normalized_trie_, s, parse_special,
+      [&](size_t b, size_t e) { encode_pieces(s.substr(b, e - b), first && b == 0, sc, out); },
+      [&](int32_t id) { out.push_back(id); });
+}
+
+void HfTokenizer::encode_pieces(std::string_view s, bool first, Scratch& sc, std::vector<int32_t>& out) const {
+  if (s.empty()) return;
+  if (!pre_tokenizer_) {
+    model_.encode_word(s, sc, out);
+    return;
+  }
+  hf::Pieces& p = sc.pieces;
+  p.text.assign(s);
+  p.spans.assign(1, {0, (uint32_t)s.size()});
+  pre_tokenizer_->pre_tokenize(p, sc.tmp, first);
+  for (const Span& sp : p.spans) model_.encode_word(std::string_view(p.text).substr(sp.begin, sp.size), sc, out);
+}
+
+std::string HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids) {
+    check_id(id);
+    if (skip_special && special_[id]) continue;
+    tokens.emplace_back(text_of(id));
+  }
+  std::string out;
+  if (!decoder_) {  // tokenizers joins the tokens with spaces when there is no decoder
+    for (size_t k = 0; k < tokens.size(); ++k) {
+      if (k) out += ' ';
+      out += tokens[k];
+    }
+    return utf8::sanitize(out);
+  }
+  decoder_->decode_chain(tokens, hf::DecodeMode{});
+  for (const std::string& t : tokens) out += t;
+  return utf8::sanitize(out);
+}
+
+std::string HfTokenizer::token_piece(int32_t id) const {
+  std::vector<std::string> tokens{std::string(text_of(check_id(id)))};
+  if (!decoder_) return tokens[0];
+  decoder_->decode_chain(tokens, hf::DecodeMode{false, true});
+  std::string out;
+  for (const std::string& t : tokens) out += t;
+  return out;
+}
+
+json parse_optional_json(std::string_view text, const char* name) {
+  if (text.empty()) return json();
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {
+    fail(name, ": ", e.what());
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer(std::string_view tokenizer_json, std::string_view tokenizer_config_json,
+                                             std::string_view generation_config_json) {
+  hf::TokenizerFile f = hf::parse_tokenizer_json(tokenizer_json);
+  const json config = parse_optional_json(tokenizer_config_json, "tokenizer_config.json");
+  const json gen = parse_optional_json(generation_config_json, "generation_config.json");
+  EV_CHECK(config.is_null() || config.is_object(), "tokenizer_config.json: not an object");
+  return std::make_unique<HfTokenizer>(std::move(f), config, gen);
+}
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  const std::string path = (fs::path(model_dir) / "tokenizer.json").string();
+  EV_CHECK(fs::exists(path), "tokenizer: ", path, " does not exist");
+  auto optional = [&](const char* name) {
+    const fs::path p = fs::path(model_dir) / name;
+    return fs::exists(p) ? read_text_file(p.string()) : std::string();
+  };
+  const std::string config = optional("tokenizer_config.json");
+  const std::string gen = optional("generation_config.json");
+  const MappedFile file(path);
+  try {
+    return make_hf_tokenizer(std::string_view(reinterpret_cast<const char*>(file.data()), file.size()), config, gen);
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
+  }
+}
+
+}  // namespace edgevl::text
