@@ -156,6 +156,31 @@ TEST_F(CliTest, TemplateJsonlMatchesFixtures) {
   }
 }
 
+// tokenize --jsonl over the fixture corpus reproduces the reference ids, ids_special and decoded.
+TEST_F(CliTest, TokenizeJsonlMatchesFixtures) {
+  for (std::string fam : {"gemma3", "qwen3"}) {
+    const std::string fx = test::shared_dir() + "/fixtures/tokenizers/" + fam;
+    fs::create_directories(path(fam));
+    fs::copy_file(fx + "/tokenizer_config.json", path(fam + "/tokenizer_config.json"));
+    ASSERT_EQ(std::system(("gzip -dc " + fx + "/tokenizer.json.gz > " + path(fam + "/tokenizer.json")).c_str()), 0);
+    auto r = run("tokenize " + path(fam) + " --jsonl " + fx + "/cases.jsonl --out " + path(fam + ".jsonl"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream ref(fx + "/cases.jsonl"), ours(path(fam + ".jsonl"));
+    std::string a, b;
+    int lines = 0, same = 0;
+    while (std::getline(ref, a)) {
+      ASSERT_TRUE(std::getline(ours, b)) << fam << ": output has fewer lines";
+      auto ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+      ++lines;
+      const bool ok = ja["ids"] == jb["ids"] && ja["ids_special"] == jb["ids_special"] && ja["decoded"] == jb["decoded"];
+      EXPECT_TRUE(ok) << fam << " line " << lines << ": " << ja["text"];
+      same += ok;
+    }
+    EXPECT_GT(lines, 1000) << fam;
+    EXPECT_EQ(same, lines) << fam;
+  }
+}
+
 TEST_F(CliTest, HelpOnEveryCommand) {
   for (std::string c : {"generate", "perplexity", "bench", "info", "quantize", "init", "dump", "template", "tokenize", "detokenize"}) {
     auto r = run(c + " --help");

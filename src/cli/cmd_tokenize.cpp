@@ -34,13 +34,13 @@ void add_tokenize(CLI::App& app) {
   auto* cmd = app.add_subcommand("tokenize", "Token ids and pieces of a text (or of each line of a JSONL file)");
   cmd->add_option("model", o->model, "Model folder (tokenizer.json) or .gguf file")->required();
   cmd->add_option("text", o->text, "Text to tokenize");
-  cmd->add_flag("--special", o->special, "Apply the tokenizer's special-token rules (BOS/EOS, control tokens in text)");
+  cmd->add_flag("--special", o->special, "Add the tokenizer's special tokens (BOS/EOS) as its rules say");
   cmd->add_option("--jsonl", o->jsonl, "Batch: JSONL whose objects have a 'text' field");
   cmd->add_option("--out", o->out, "Batch output: each object plus ids, ids_special and decoded");
   cmd->callback([o] {
     auto tok = open_tokenizer(o->model);
     if (o->jsonl.empty()) {
-      auto ids = tok->encode(o->text, o->special, o->special);
+      auto ids = tok->encode(o->text, o->special, true);
       for (int32_t id : ids) std::printf("%d\t%s\n", id, json_string(tok->token_text(id)).c_str());
       std::fprintf(stderr, "%zu tokens\n", ids.size());
       return;
@@ -62,7 +62,8 @@ void add_tokenize(CLI::App& app) {
       EV_CHECK(obj.is_object() && obj.contains("text") && obj["text"].is_string(), o->jsonl, ":", n,
                ": expected an object with a string 'text'");
       const std::string text = obj["text"].get<std::string>();
-      auto ids = tok->encode(text, false, false);
+      // As HF: control-token strings in the text are recognised either way; only BOS/EOS differ.
+      auto ids = tok->encode(text, false, true);
       obj["ids"] = ids;
       obj["ids_special"] = tok->encode(text, true, true);
       obj["decoded"] = tok->decode(ids, false);

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "text/gguf_tokenizer.h"
+#include "text/hf_tokenizer.h"
 
 namespace edgevl {
 
@@ -27,13 +28,13 @@ Engine Engine::load(const std::string& path, int threads, const std::string& isa
 
 const text::Tokenizer& Engine::require_tokenizer() const {
   EV_CHECK(tokenizer, model->source().path(),
-           ": no tokenizer this build can read (GGUF vocabularies are supported; HF tokenizer.json is not yet)");
+           ": no tokenizer (a GGUF vocabulary or tokenizer.json); pass token ids instead (--ids)");
   return *tokenizer;
 }
 
 std::unique_ptr<text::Tokenizer> load_tokenizer(const ModelSource& src) {
-  if (src.is_gguf() && src.gguf().find("tokenizer.ggml.model")) return text::load_gguf_tokenizer(src.gguf());
-  return nullptr;
+  if (src.is_gguf()) return src.gguf().find("tokenizer.ggml.model") ? text::load_gguf_tokenizer(src.gguf()) : nullptr;
+  return load_tokenizer_for(src.path());
 }
 
 std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& path) {
@@ -41,6 +42,7 @@ std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& path) {
     auto g = gguf::File::open(path);
     return g->find("tokenizer.ggml.model") ? text::load_gguf_tokenizer(*g) : nullptr;
   }
+  if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) return text::load_hf_tokenizer(path);
   return nullptr;
 }
 
