@@ -5,13 +5,16 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/mmap.h"
 #include "runtime/session.h"
+#include "text/chat_template.h"
 
 namespace edgevl::cli {
 
 void add_generate(CLI::App& app) {
   struct Opts {
-    std::string model, prompt, ids;
+    std::string model, prompt, ids, messages, system;
+    bool chat = false;
     int threads = 0, n = 128;
     int64_t ctx = 4096;
     GenerateOptions gen;
@@ -22,6 +25,9 @@ void add_generate(CLI::App& app) {
   cmd->add_option("-m,--model", o->model, "Model folder or .gguf file")->required();
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
   cmd->add_option("--ids", o->ids, "Prompt as comma-separated token ids (instead of text)");
+  cmd->add_flag("--chat", o->chat, "Wrap the prompt as a user turn with the model's chat template");
+  cmd->add_option("--system", o->system, "With --chat: a system message first");
+  cmd->add_option("--messages", o->messages, "A JSON file of {role, content} messages, rendered with the chat template");
   cmd->add_option("-n,--max-tokens", o->n, "Maximum new tokens")->capture_default_str();
   add_thread_option(cmd, o->threads);
   cmd->add_option("-c,--ctx", o->ctx, "Context length (positions in the KV cache)")->capture_default_str();
@@ -29,10 +35,30 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--stop", o->gen.stop_strings, "Stop before this string (repeatable)");
   cmd->add_flag("--stats", o->show_stats, "Print token counts and speeds to stderr at the end");
   cmd->callback([o] {
-    EV_CHECK(!o->prompt.empty() || !o->ids.empty(), "generate: give --prompt or --ids");
+    EV_CHECK(!o->prompt.empty() || !o->ids.empty() || !o->messages.empty(),
+             "generate: give --prompt, --messages or --ids");
     Engine engine = Engine::load(o->model, o->threads);
-    std::vector<int32_t> prompt =
-        o->ids.empty() ? engine.require_tokenizer().encode(o->prompt, true, true) : parse_id_list(o->ids);
+    std::vector<int32_t> prompt;
+    if (!o->ids.empty()) {
+      prompt = parse_id_list(o->ids);
+    } else if (o->chat || !o->messages.empty()) {
+      auto tmpl = text::find_chat_template(o->model);
+      EV_CHECK(tmpl, o->model, ": no chat template for --chat / --messages");
+      nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
+      if (!o->messages.empty()) {
+        try {
+          msgs = nlohmann::ordered_json::parse(read_text_file(o->messages));
+        } catch (const nlohmann::json::exception& e) {
+          fail(o->messages, ": invalid JSON: ", e.what());
+        }
+      }
+      if (!o->system.empty()) msgs.insert(msgs.begin(), {{"role", "system"}, {"content", o->system}});
+      if (!o->prompt.empty()) msgs.push_back({{"role", "user"}, {"content", o->prompt}});
+      // The template writes BOS itself (as transformers' apply_chat_template: no extra specials).
+      prompt = engine.require_tokenizer().encode(text::apply_chat_template(*tmpl, msgs, true), false, true);
+    } else {
+      prompt = engine.require_tokenizer().encode(o->prompt, true, true);
+    }
     o->gen.max_new_tokens = o->n;
     Session session(engine, o->ctx);
     GenerateResult r = session.generate(prompt, o->gen, [](const std::string& s) {

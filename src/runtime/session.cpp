@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
@@ -22,6 +23,9 @@ Engine Engine::load(const std::string& path, int threads, const std::string& isa
   e.ctx = std::make_unique<Context>(threads > 0 ? threads : default_thread_count(), isa);
   e.model = load_model(path);
   e.tokenizer = load_tokenizer(e.model->source());
+  if (e.tokenizer && e.tokenizer->vocab_size() > e.model->info().vocab_size)
+    std::fprintf(stderr, "edgevl: warning: %s: the tokenizer has %d tokens but the model only %lld embeddings\n",
+                 path.c_str(), e.tokenizer->vocab_size(), (long long)e.model->info().vocab_size);
   e.load_ms = ms_since(t0);
   return e;
 }
