@@ -274,13 +274,18 @@ class ByteTrie {
   bool may_start(uint8_t b) const { return starts_[b] != 0; }
   // Length of the longest string at text[i] (0: none) and its value in *value.
   size_t longest(std::string_view text, size_t i, int32_t* value) const {
+    return longest(text, i, [](int32_t) { return true; }, value);
+  }
+  // The same among the strings whose value `accept` takes.
+  template <typename Accept>
+  size_t longest(std::string_view text, size_t i, Accept&& accept, int32_t* value) const {
     size_t best = 0;
     int32_t node = 0;
     for (size_t j = i; j < text.size(); ++j) {
       const int32_t* child = edges_.find(edge(node, text[j]));
       if (!child) break;
       node = *child;
-      if (value_[node] >= 0) {
+      if (value_[node] >= 0 && accept(value_[node])) {
         best = j + 1 - i;
         *value = value_[node];
       }

@@ -27,91 +27,6 @@ using detail::Symbol;
 
 constexpr char kSpaceMark[] = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space
 
-// GPT-2's byte -> printable code point table (bytes_to_unicode in the GPT-2 encoder): printable
-// Latin-1 bytes map to themselves, the other 68 bytes to U+0100.. in byte order.
-std::array<uint32_t, 256> byte_to_codepoint() {
-  std::array<uint32_t, 256> t{};
-  uint32_t next = 256;
-  for (uint32_t b = 0; b < 256; ++b) {
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-    t[b] = printable ? b : next++;
-  }
-  return t;
-}
-
-// Decodes one valid UTF-8 character at s[i] (caller checked validity).
-uint32_t decode_codepoint(std::string_view s, size_t i, size_t n) {
-  const auto* p = reinterpret_cast<const uint8_t*>(s.data() + i);
-  switch (n) {
-    case 1: return p[0];
-    case 2: return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
-    case 3: return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
-    default: return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
-  }
-}
-
-// "<0x41>" -> 0x41, or -1.
-int parse_byte_token(std::string_view t) {
-  if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
-  int v = 0;
-  for (size_t i = 3; i < 5; ++i) {
-    const char c = t[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else return -1;
-  }
-  return v;
-}
-
-// Byte trie over the strings of control / user-defined / unknown tokens, for leftmost-longest
-// matching in the input text.
-class SpecialMatcher {
- public:
-  void add(std::string_view s, int32_t id) {
-    if (s.empty()) return;
-    int32_t node = 0;
-    if (token_.empty()) token_.push_back(-1);
-    first_[(uint8_t)s[0]] = true;
-    for (char c : s) {
-      const uint64_t key = ((uint64_t)node << 8) | (uint8_t)c;
-      const int32_t* child = edges_.find(key);
-      if (child) {
-        node = *child;
-      } else {
-        const int32_t fresh = (int32_t)token_.size();
-        token_.push_back(-1);
-        edges_.insert(key, fresh);
-        node = fresh;
-      }
-    }
-    if (token_[node] < 0) token_[node] = id;  // first id wins for duplicate strings
-  }
-  bool may_start(uint8_t b) const { return first_[b]; }
-  // Length of the longest accepted token at text[i] (0 if none); its id in *id.
-  template <typename Accept>
-  size_t match(std::string_view text, size_t i, Accept&& accept, int32_t* id) const {
-    size_t best = 0;
-    int32_t node = 0;
-    for (size_t j = i; j < text.size(); ++j) {
-      const int32_t* child = edges_.find(((uint64_t)node << 8) | (uint8_t)text[j]);
-      if (!child) break;
-      node = *child;
-      if (token_[node] >= 0 && accept(token_[node])) {
-        best = j + 1 - i;
-        *id = token_[node];
-      }
-    }
-    return best;
-  }
-
- private:
-  std::vector<int32_t> token_;  // per node: the token ending there, or -1
-  FlatMap64<int32_t> edges_;    // (node << 8 | byte) -> child node
-  std::array<bool, 256> first_{};
-};
-
 struct MergeInfo {
   int32_t rank = 0;
   int32_t result = 0;
@@ -171,7 +86,7 @@ class VocabTokenizer final : public Tokenizer {
   std::array<int32_t, 256> byte_char_token_;  // GPT-2 byte-alphabet tokens (ByteBpe)
   std::array<uint32_t, 256> byte_cp_;
   FlatMap64<MergeInfo> merges_;
-  SpecialMatcher special_;
+  detail::ByteTrie special_;  // control / user-defined / unknown token strings
   std::unique_ptr<RegexSplitter> splitter_;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false, ignore_merges_ = false;
 };
@@ -219,7 +134,7 @@ VocabTokenizer::VocabTokenizer(Vocab v, std::vector<std::string>* warnings) : v_
     const int32_t id = token_to_id_.find(std::string(1, (char)c));
     ascii_piece_[c] = (id >= 0 && mergeable_[id]) ? id : -1;
   }
-  byte_cp_ = byte_to_codepoint();
+  byte_cp_ = detail::gpt2_byte_to_codepoint();
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof name, "<0x%02X>", b);
@@ -287,13 +202,13 @@ void VocabTokenizer::build_pieces() {
           p += t[j++];
           continue;
         }
-        const uint32_t cp = decode_codepoint(t, j, len);
+        const uint32_t cp = detail::utf8_codepoint_at(t, j, len);
         if (cp < cp_to_byte.size() && cp_to_byte[cp] >= 0) p += (char)cp_to_byte[cp];
         else p.append(t, j, len);
         j += len;
       }
     } else {
-      const int byte = ty == TokenType::Byte ? parse_byte_token(t) : -1;
+      const int byte = ty == TokenType::Byte ? detail::parse_byte_token_name(t) : -1;
       if (byte >= 0) {
         p.assign(1, (char)byte);
         continue;
@@ -338,7 +253,7 @@ std::vector<int32_t> VocabTokenizer::encode(std::string_view text, bool add_spec
   size_t frag = 0;
   for (size_t i = 0; i < text.size();) {
     int32_t id = -1;
-    const size_t len = special_.may_start((uint8_t)text[i]) ? special_.match(text, i, accept, &id) : 0;
+    const size_t len = special_.may_start((uint8_t)text[i]) ? special_.longest(text, i, accept, &id) : 0;
     if (len == 0) {
       ++i;
       continue;
