@@ -225,6 +225,8 @@ TEST_F(CliTest, BadInputGivesOneLineError) {
       "generate -m " + good + " --ids 99999",
       "quantize " + good + " " + path("o.gguf") + " Q9_9",
       "dump -m " + good + " --inputs " + path("bad.safetensors") + " --out " + path("o.safetensors"),
+      "tokenize " + good + " \"$(printf '\\377\\376abc')\"",  // invalid UTF-8
+      "template " + good + " --messages " + path("bad.safetensors"),
   };
   for (const auto& c : cases) {
     auto r = run(c);

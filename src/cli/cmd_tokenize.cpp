@@ -40,6 +40,7 @@ void add_tokenize(CLI::App& app) {
   cmd->callback([o] {
     auto tok = open_tokenizer(o->model);
     if (o->jsonl.empty()) {
+      EV_CHECK(text::utf8::is_valid(o->text), "tokenize: the text is not valid UTF-8");
       auto ids = tok->encode(o->text, o->special, true);
       for (int32_t id : ids) std::printf("%d\t%s\n", id, json_string(tok->token_text(id)).c_str());
       std::fprintf(stderr, "%zu tokens\n", ids.size());
