@@ -207,6 +207,61 @@ TEST(KernelsSimd, MatmulMatchesScalarAllTypesAndShapes) {
   }
 }
 
+// Weights repacked at load (repack_for_matmul) give the GGUF-layout result of the same table and
+// the scalar reference's within its tolerance: n not a multiple of the 16-row group, odd and even
+// block counts, decode (m = 1) and panel-sized m. Tables without a repacked layout return empty.
+TEST(KernelsSimd, RepackedMatmulMatchesGgufLayout) {
+  Kernels ref = Kernels::select("scalar");
+  EXPECT_EQ(repack_for_matmul(ref, DType::Q4_0, nullptr, 0, 16, 32).data, nullptr);
+  ThreadPool pool(2);
+  int covered = 0;
+  for (const auto& isa : simd_isas()) {
+    Kernels kk = Kernels::select(isa);
+    for (DType t : kWeightTypes) {
+      for (int64_t k : {32, 64, 96, 256, 352, 2048}) {
+        if (k % dtype_info_or_die(t).block_size != 0) continue;
+        for (int64_t n : {1, 15, 16, 17, 40, 67}) {
+          Weights w = make_weights(t, n, k, 5 + n, 0);
+          PackedWeight p = repack_for_matmul(kk, t, w.bytes.data(), w.row_bytes, n, k);
+          if (!p.data) continue;
+          ++covered;
+          for (int64_t m : {1, 2, 3, 5, 8, 13}) {
+            const int64_t ldx = k + 1, ldy = n + 2;
+            auto x = random_floats(m * ldx, 3 + m);
+            std::vector<float> y0(m * ldy, -1.f), y1(m * ldy, -1.f), yr(m * ldy, -1.f);
+            MatmulArgs a{t, w.bytes.data(), w.row_bytes, n, k, x.data(), ldx, m, y0.data(), ldy};
+            matmul(kk, pool, a);
+            a.y = yr.data();
+            matmul(ref, pool, a);  // the packed pointer is ignored by a table without the layout
+            a.packed = p.data.get();
+            a.layout = p.layout;
+            a.y = yr.data();
+            matmul(ref, pool, a);
+            a.w = nullptr;  // the repacked copy alone suffices for its own table
+            a.y = y1.data();
+            matmul(kk, pool, a);
+            double err = 0, err_ref = 0, scale = 0;
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < n; ++j) {
+                err = std::max(err, (double)std::fabs(y1[i * ldy + j] - y0[i * ldy + j]));
+                err_ref = std::max(err_ref, (double)std::fabs(y1[i * ldy + j] - yr[i * ldy + j]));
+                scale = std::max(scale, (double)std::fabs(yr[i * ldy + j]));
+              }
+            const std::string at = isa + " " + dtype_name(t) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                                   " k=" + std::to_string(k);
+            EXPECT_LE(err, simd_tolerance(t, k) * scale + 1e-30) << at;
+            EXPECT_LE(err_ref, simd_tolerance(t, k) * scale + 1e-30) << at;
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = n; j < ldy && i * ldy + j < (int64_t)y1.size(); ++j)
+                ASSERT_EQ(y1[i * ldy + j], -1.f) << at << ": wrote past n";
+          }
+        }
+      }
+    }
+  }
+  if (covered == 0) GTEST_SKIP() << "no table with a repacked layout on this machine";
+}
+
 TEST(KernelsSimd, ActivationQuantizersAreByteIdentical) {
   // The SIMD tables quantize activations to the same bytes as the reference (including roundf's
   // ties away from zero), so matmul results differ only by float summation order.

@@ -73,11 +73,11 @@ void matmul(const Kernels& kernels, ThreadPool& pool, const MatmulArgs& args);
 // A weight matrix rewritten once (at load) for this table's fastest matmul: an owned 64-byte
 // aligned buffer and its layout tag. Empty (data == nullptr) when the table has no repacked
 // kernels for `wtype`; the caller then keeps using the GGUF rows.
+struct PackedFree {
+  void operator()(uint8_t* p) const;
+};
 struct PackedWeight {
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
-  std::unique_ptr<uint8_t, Free> data;
+  std::unique_ptr<uint8_t, PackedFree> data;
   size_t bytes = 0;
   WeightLayout layout = WeightLayout::Gguf;
 };

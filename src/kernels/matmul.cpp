@@ -182,7 +182,19 @@ void matmul(const Kernels& kernels, ThreadPool& pool, const MatmulArgs& a) {
   run_tasks(pool, num_tiles, run_tile);
 }
 
-void PackedWeight::Free::operator()(uint8_t* p) const { std::free(p); }
+void PackedFree::operator()(uint8_t* p) const { std::free(p); }
+
+namespace {
+// 64-byte aligned; big buffers start on a 2 MiB boundary so transparent huge pages (where the
+// system enables them) can back them: decode streams each matrix every token. No
+// MADV_HUGEPAGE: with the common defrag=madvise setting that makes load stall on compaction.
+std::unique_ptr<uint8_t, PackedFree> alloc_packed(size_t bytes) {
+  const size_t align = bytes >= (size_t(2) << 20) ? (size_t(2) << 20) : 64;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, (bytes + align - 1) / align * align));
+  EV_CHECK(p, "repack_for_matmul: cannot allocate ", bytes, " bytes");
+  return std::unique_ptr<uint8_t, PackedFree>(p);
+}
+}  // namespace
 
 PackedWeight repack_for_matmul(const Kernels& kernels, DType wtype, const void* w, size_t w_row_bytes, int64_t n,
                                int64_t k) {
@@ -195,12 +207,8 @@ PackedWeight repack_for_matmul(const Kernels& kernels, DType wtype, const void* 
   const int64_t groups = (n + R - 1) / R;
   const size_t gbytes = pk.group_bytes(k);
   out.bytes = size_t(groups) * gbytes;
-  // 2 MiB alignment for big buffers so transparent huge pages can back them (decode streams the
-  // whole matrix every token; fewer TLB misses).
-  const size_t align = out.bytes >= (size_t(4) << 20) ? (size_t(2) << 20) : 64;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(align, (out.bytes + align - 1) / align * align));
-  EV_CHECK(p, "repack_for_matmul: cannot allocate ", out.bytes, " bytes");
-  out.data.reset(p);
+  out.data = alloc_packed(out.bytes);
+  uint8_t* p = out.data.get();
   out.layout = pk.layout;
   const auto* src = static_cast<const uint8_t*>(w);
   for (int64_t g = 0; g < groups; ++g)

@@ -2,7 +2,8 @@
 // its llama.cpp GGUF name, the shape the configuration implies, and flags. `{L}` in a name is the
 // layer index. The loader checks presence, shape and dtype against the table and hands out
 // WeightRefs that point into the mapped file (no copies), except for small vectors, which are
-// converted to float32 (and transformed, e.g. Gemma's 1 + w) once at load time.
+// converted to float32 (and transformed, e.g. Gemma's 1 + w) once at load time, and matrices the
+// kernel table has a repacked layout for (Q4_0 on AVX-512), which also get an owned repacked copy.
 #pragma once
 #include <cstdint>
 #include <memory>
