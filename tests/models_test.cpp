@@ -137,6 +137,7 @@ INSTANTIATE_TEST_SUITE_P(Golden, HfParity,
 struct GgufCase {
   std::string name, type, isa;
 };
+void PrintTo(const GgufCase& c, std::ostream* os) { *os << c.name << "-" << c.type << " on " << c.isa; }
 
 class LlamaCppParity : public ::testing::TestWithParam<GgufCase> {};
 
