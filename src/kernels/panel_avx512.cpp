@@ -309,23 +309,34 @@ void int_tile(int64_t k, const uint8_t* panel, const uint8_t* act, size_t astrid
 
 constexpr int kMR = 8;
 
+// Calls tile.template operator()<MR>(i) over m activation rows: full blocks of kMR rows, then one
+// tile of the remaining 1..kMR-1 rows (each size its own instantiation, so the accumulators of
+// every tile live in registers).
+template <typename Tile>
+void for_each_tile(int64_t m, Tile&& tile) {
+  static_assert(kMR == 8, "the remainder switch below covers kMR - 1 = 7 rows");
+  int64_t i = 0;
+  for (; i + kMR <= m; i += kMR) tile.template operator()<kMR>(i);
+  switch (m - i) {
+    case 7: tile.template operator()<7>(i); break;
+    case 6: tile.template operator()<6>(i); break;
+    case 5: tile.template operator()<5>(i); break;
+    case 4: tile.template operator()<4>(i); break;
+    case 3: tile.template operator()<3>(i); break;
+    case 2: tile.template operator()<2>(i); break;
+    case 1: tile.template operator()<1>(i); break;
+    default: break;
+  }
+}
+
 template <int S, bool kMin>
 void int_kernel(int64_t k, const void* panel, const void* act, size_t astride, int64_t m, float* y, int64_t ldy,
                 int rows) {
   auto* p = static_cast<const uint8_t*>(panel);
   auto* a = static_cast<const uint8_t*>(act);
-  int64_t i = 0;
-  for (; i + kMR <= m; i += kMR) int_tile<kMR, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
-  switch (m - i) {
-    case 7: int_tile<7, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 6: int_tile<6, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 5: int_tile<5, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 4: int_tile<4, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 3: int_tile<3, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 2: int_tile<2, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 1: int_tile<1, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    default: break;
-  }
+  for_each_tile(m, [&]<int MR>(int64_t i) {
+    int_tile<MR, S, kMin>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
+  });
 }
 
 
@@ -417,18 +428,9 @@ void q4x16_kernel(int64_t k, const void* panel, const void* act, size_t astride,
                   int rows) {
   auto* p = static_cast<const uint8_t*>(panel);
   auto* a = static_cast<const uint8_t*>(act);
-  int64_t i = 0;
-  for (; i + kMR <= m; i += kMR) q4x16_tile<kMR>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
-  switch (m - i) {
-    case 7: q4x16_tile<7>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 6: q4x16_tile<6>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 5: q4x16_tile<5>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 4: q4x16_tile<4>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 3: q4x16_tile<3>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 2: q4x16_tile<2>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 1: q4x16_tile<1>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    default: break;
-  }
+  for_each_tile(m, [&]<int MR>(int64_t i) {
+    q4x16_tile<MR>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
+  });
 }
 
 // ---- float panels (F32 / F16 / BF16 weights): [k][16] floats ----
@@ -502,18 +504,9 @@ void float_kernel(int64_t k, const void* panel, const void* act, size_t astride,
                   int rows) {
   auto* p = static_cast<const float*>(panel);
   auto* a = static_cast<const uint8_t*>(act);
-  int64_t i = 0;
-  for (; i + kMR <= m; i += kMR) float_tile<kMR>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
-  switch (m - i) {
-    case 7: float_tile<7>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 6: float_tile<6>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 5: float_tile<5>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 4: float_tile<4>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 3: float_tile<3>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 2: float_tile<2>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    case 1: float_tile<1>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows); break;
-    default: break;
-  }
+  for_each_tile(m, [&]<int MR>(int64_t i) {
+    float_tile<MR>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
+  });
 }
 
 template <int S, bool kMin, void (*Unpack)(const void*, int64_t, PanelWriter<S>&), ActConvertFn Act>
