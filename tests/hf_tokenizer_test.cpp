@@ -30,25 +30,13 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 // ---------------------------------------------------------------------------------------------
 // Fixture parity
 
-std::string gunzip(const std::string& path) {
-  const std::string cmd = "gzip -dc '" + path + "'";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return "";
-  std::string out;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 // A model folder in a temp dir: tokenizer.json decompressed, tokenizer_config.json copied.
 std::string model_dir(const std::string& name) {
   const std::string src = test::shared_dir() + "/fixtures/tokenizers/" + name;
   const fs::path dir = fs::temp_directory_path() / ("edgevl_hftok_" + std::to_string(::getpid())) / name;
   if (!fs::exists(dir / "tokenizer.json")) {
     fs::create_directories(dir);
-    const std::string text = gunzip(src + "/tokenizer.json.gz");
+    const std::string text = test::gunzip(src + "/tokenizer.json.gz");
     EXPECT_FALSE(text.empty()) << "cannot read " << src << "/tokenizer.json.gz";
     std::ofstream(dir / "tokenizer.json", std::ios::binary) << text;
     fs::copy_file(src + "/tokenizer_config.json", dir / "tokenizer_config.json", fs::copy_options::overwrite_existing);

@@ -1,6 +1,7 @@
 // Shared helpers for tests: where the golden files live and how to compare tensors.
 #pragma once
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -16,6 +17,19 @@ inline std::string shared_dir() {
 }
 inline std::string golden_hf(const std::string& c) { return shared_dir() + "/golden/hf/" + c; }
 inline std::string golden_llamacpp(const std::string& c) { return shared_dir() + "/golden/llamacpp/" + c; }
+
+// The bytes of a .gz file (the fixtures keep tokenizer.json compressed); "" if gzip fails.
+inline std::string gunzip(const std::string& path) {
+  const std::string cmd = "gzip -dc '" + path + "'";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return "";
+  std::string out;
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  ::pclose(p);
+  return out;
+}
 
 // max|a - b| / max|b|, the goldens' relative error.
 inline double rel_error(const float* a, const float* b, size_t n) {

@@ -334,18 +334,6 @@ TEST(GoldenGguf, Gemma4MergesVocabulary) {
 // ---------------------------------------------------------------------------------------------
 // Parity with the reference ids on the real Gemma 3 and Qwen3 vocabularies
 
-std::string gunzip(const std::string& path) {
-  std::string cmd = "gzip -dc '" + path + "'";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return "";
-  std::string out;
-  char buf[1 << 16];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
 // What llama.cpp's converter would store in the GGUF, rebuilt from tokenizer.json:
 // tokens by id (model vocab + added tokens), token types (added special -> control, added
 // non-special -> user-defined, <0xXX> -> byte, unk -> unknown) and merges "left right".
@@ -444,7 +432,7 @@ const Fixture& fixture(const std::string& name) {
   if (!f) {
     const std::string dir = test::shared_dir() + "/fixtures/tokenizers/" + name;
     f = std::make_unique<Fixture>();
-    const std::string text = gunzip(dir + "/tokenizer.json.gz");
+    const std::string text = test::gunzip(dir + "/tokenizer.json.gz");
     EXPECT_FALSE(text.empty()) << "cannot read " << dir << "/tokenizer.json.gz";
     f->tokenizer_json = json::parse(text);
     f->cases = load_cases(dir + "/cases.jsonl");
