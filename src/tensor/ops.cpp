@@ -43,7 +43,7 @@ inline float exp_approx(float x) {
 
 }  // namespace
 
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, float weight_offset) {
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * n;
     float* yr = y + r * n;
@@ -51,7 +51,7 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
     for (int64_t i = 0; i < n; ++i) ss += (double)xr[i] * xr[i];
     const float inv = (float)(1.0 / std::sqrt(ss / n + eps));
     if (w) {
-      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * inv * (w[i] + weight_offset);
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * inv * w[i];
     } else {
       for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * inv;
     }

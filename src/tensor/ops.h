@@ -8,9 +8,9 @@
 
 namespace edgevl::ops {
 
-// y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * (w + weight_offset)   (T rows of n)
-// weight_offset = 1 gives Gemma's (1 + w) RMSNorm. w == nullptr means no scale.
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps, float weight_offset = 0.0f);
+// y[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w   (T rows of n); w == nullptr means no scale.
+// Gemma's (1 + w) form is handled at load time (kNormPlusOneHf), so one kernel serves both.
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps);
 
 void add(float* acc, const float* x, int64_t n);                   // acc += x
 void add_scaled(float* acc, const float* x, float s, int64_t n);   // acc += s * x

@@ -89,6 +89,29 @@ int64_t count_parameters(const DecoderWeights& w) {
   return n;
 }
 
+ModelInfo decoder_model_info(const DecoderConfig& d, const DecoderWeights& w, const std::string& family,
+                             const std::string& architecture) {
+  ModelInfo i;
+  i.family = family;
+  i.architecture = architecture;
+  i.vocab_size = d.vocab;
+  i.hidden = d.hidden;
+  i.n_layers = d.n_layers;
+  i.n_heads = d.n_heads;
+  i.n_kv_heads = d.n_kv_heads;
+  i.head_dim = d.head_dim;
+  i.ffn = d.ffn;
+  i.max_positions = d.max_positions;
+  i.bos_id = d.bos_id;
+  i.eos_id = d.eos_id;
+  i.n_params = count_parameters(w);
+  return i;
+}
+
+nn::KvCache new_decoder_cache(const DecoderConfig& d, int64_t max_positions) {
+  return nn::KvCache(d.n_layers, d.n_kv_heads * d.head_dim, max_positions);
+}
+
 namespace {
 int32_t first_token_id(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);

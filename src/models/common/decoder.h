@@ -46,8 +46,7 @@ struct DecoderScratch {
 };
 
 // Writes layer `layer`'s attention output for xn [T, D] into out [T, D]; appends K/V at
-// positions cache.size() .. + T. `norm_offset` is 1 for Gemma's (1 + w) q/k norms when the
-// weights were not shifted at load.
+// positions cache.size() .. + T (Gemma's q/k norms arrive as 1 + w from the loader).
 void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const nn::Rope& rope,
                     int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out,
                     const ForwardRequest& req);
@@ -68,6 +67,10 @@ std::string hidden_state_name(int64_t i);
 
 // Parameter count over all loaded weights (tied weights counted once).
 int64_t count_parameters(const DecoderWeights& w);
+// The ModelInfo and the KV cache every decoder family reports / uses.
+ModelInfo decoder_model_info(const DecoderConfig& d, const DecoderWeights& w, const std::string& family,
+                             const std::string& architecture);
+nn::KvCache new_decoder_cache(const DecoderConfig& d, int64_t max_positions);
 
 // The fields every Llama-like HF config.json shares (sizes, norms, activation, biases, tied
 // embeddings, special ids); families pass their own defaults for what their configs may omit.

@@ -119,7 +119,7 @@ class Gemma3Model : public CausalLM {
   Gemma3Model(std::unique_ptr<ModelSource> src, Gemma3Config cfg) : cfg_(std::move(cfg)), loader_(*src) {
     source_ = std::move(src);
     const DecoderConfig& d = cfg_.dec;
-    const int64_t V = d.vocab, D = d.hidden;
+    const int64_t D = d.hidden;
     loader_.load_table(w_, model_table(d));
     if (w_.lm_head.empty() || d.tie_embeddings) w_.lm_head = w_.embed;
     w_.layers.resize(d.n_layers);
@@ -130,23 +130,11 @@ class Gemma3Model : public CausalLM {
     // Gemma3TextScaledWordEmbedding: embed_scale = hidden_size ** 0.5, a float32 buffer.
     embed_scale_ = (float)std::sqrt((double)D);
 
-    info_.family = "gemma3";
-    info_.architecture = source_->architecture();
-    info_.vocab_size = V;
-    info_.hidden = D;
-    info_.n_layers = d.n_layers;
-    info_.n_heads = d.n_heads;
-    info_.n_kv_heads = d.n_kv_heads;
-    info_.head_dim = d.head_dim;
-    info_.ffn = d.ffn;
-    info_.max_positions = d.max_positions;
-    info_.bos_id = d.bos_id;
-    info_.eos_id = d.eos_id;
-    info_.n_params = count_parameters(w_);
+    info_ = decoder_model_info(d, w_, "gemma3", source_->architecture());
   }
 
   nn::KvCache new_cache(int64_t max_positions) const override {
-    return nn::KvCache(cfg_.dec.n_layers, cfg_.dec.n_kv_heads * cfg_.dec.head_dim, max_positions);
+    return new_decoder_cache(cfg_.dec, max_positions);
   }
 
   void forward(Context& ctx, nn::KvCache& cache, const ForwardRequest& req, Tensor& logits) override {

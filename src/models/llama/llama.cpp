@@ -82,23 +82,11 @@ LlamaModel::LlamaModel(std::unique_ptr<ModelSource> src, LlamaConfig cfg,
   rope_ = nn::Rope(d.rope_global, d.head_dim);
   if (!cfg_.rope_freq_factors.empty()) rope_.divide_frequencies(cfg_.rope_freq_factors);
 
-  info_.family = family;
-  info_.architecture = source_->architecture();
-  info_.vocab_size = d.vocab;
-  info_.hidden = d.hidden;
-  info_.n_layers = d.n_layers;
-  info_.n_heads = d.n_heads;
-  info_.n_kv_heads = d.n_kv_heads;
-  info_.head_dim = d.head_dim;
-  info_.ffn = d.ffn;
-  info_.max_positions = d.max_positions;
-  info_.bos_id = d.bos_id;
-  info_.eos_id = d.eos_id;
-  info_.n_params = count_parameters(w_);
+  info_ = decoder_model_info(d, w_, family, source_->architecture());
 }
 
 nn::KvCache LlamaModel::new_cache(int64_t max_positions) const {
-  return nn::KvCache(cfg_.dec.n_layers, cfg_.dec.n_kv_heads * cfg_.dec.head_dim, max_positions);
+  return new_decoder_cache(cfg_.dec, max_positions);
 }
 
 // HF LlamaModel.forward / GraniteModel.forward.
