@@ -130,7 +130,8 @@ TEST_P(HfParity, HiddenStatesLogitsAndGreedyTokens) {
 
 INSTANTIATE_TEST_SUITE_P(Golden, HfParity,
                          ::testing::Combine(::testing::Values("llama", "llama256", "gemma3_text", "granite",
-                                                              "granitemoehybrid_micro"),
+                                                              "granitemoehybrid_micro", "gemma4_text",
+                                                              "gemma4_text_moe"),
                                             ::testing::ValuesIn(isas())),
                          [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 
@@ -167,7 +168,7 @@ TEST_P(LlamaCppParity, LogitsWithinLlamaCppError) {
 
 std::vector<GgufCase> gguf_cases() {
   std::vector<GgufCase> cases;
-  for (std::string name : {"llama", "llama256", "granite", "granitemoehybrid_micro"})
+  for (std::string name : {"llama", "llama256", "granite", "granitemoehybrid_micro", "gemma4_text"})
     for (std::string type : {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"})
       if (std::filesystem::exists(golden_llamacpp(name) + "/" + name + "-" + type + ".gguf") ||
           type == "F32" || type == "Q8_0" || type == "Q4_0")  // these must exist; a missing one fails

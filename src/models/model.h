@@ -34,6 +34,11 @@ struct ForwardRequest {
   // Optional, one entry per position of the whole sequence (cache + these tokens): 0 = padding,
   // never attended to (HF attention_mask). Positions still count for RoPE, as in HF.
   std::span<const uint8_t> key_mask;
+  // Optional multimodal input: rows of `hidden` floats (projected image/audio soft tokens) that
+  // replace the token embeddings at these indices into `tokens`, in order. The tokens there are
+  // the family's placeholder ids.
+  std::span<const int32_t> embed_positions;
+  const float* embeds = nullptr;
 };
 
 class CausalLM {

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "models/gemma3/gemma3.h"
+#include "models/gemma4/gemma4.h"
 #include "models/granite/granite.h"
 #include "models/layout.h"
 #include "models/llama/llama.h"
@@ -18,13 +19,14 @@ struct Family {
   const char* name;
   std::vector<std::string> architectures;  // HF model_type values and GGUF general.architecture values
   std::unique_ptr<CausalLM> (*make)(std::unique_ptr<ModelSource>);
-  DecoderLayout (*layout)(const HfConfig&);
+  DecoderLayout (*layout)(const HfConfig&);  // nullptr: no converter / init support yet
 };
 
 const std::vector<Family>& families() {
   static const std::vector<Family> kFamilies = {
       {"llama", {"llama"}, make_llama, llama_layout},
       {"gemma3", {"gemma3_text", "gemma3"}, make_gemma3, gemma3_layout},
+      {"gemma4", {"gemma4_text", "gemma4"}, make_gemma4, nullptr},
       {"granite", {"granite", "granitemoehybrid"}, make_granite, granite_layout},
   };
   return kFamilies;
@@ -49,7 +51,9 @@ std::unique_ptr<CausalLM> load_model(const std::string& path) {
 }
 
 DecoderLayout decoder_layout_from_hf(const HfConfig& hf) {
-  return family_for(hf.get_string("model_type", ""), hf.path()).layout(hf);
+  const Family& f = family_for(hf.get_string("model_type", ""), hf.path());
+  EV_CHECK(f.layout, hf.path(), ": converting or initialising ", f.name, " models is not supported yet");
+  return f.layout(hf);
 }
 
 }  // namespace edgevl

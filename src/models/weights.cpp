@@ -32,7 +32,8 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
              hf ? hf : gguf, ")");
     return {};
   }
-  const std::string name = expand_layer_name(pattern, layer);
+  std::string name = expand_layer_name(pattern, layer);
+  if (!is_gguf && !hf_from_.empty() && name.rfind(hf_from_, 0) == 0) name = hf_to_ + name.substr(hf_from_.size());
   const TensorRef* t = src_.find(name);
   if (!t) {
     EV_CHECK(flags & kOptional, src_.path(), ": missing weight '", name, "'");

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/source.h"
@@ -49,6 +50,14 @@ class WeightLoader {
     for (const auto& s : table) slots.*(s.slot) = load(s.hf, s.gguf, s.shape, s.flags, layer, s.hf_row_offset);
   }
 
+  // Checkpoints that nest a decoder inside a multimodal model (Gemma4ForConditionalGeneration keeps
+  // it under "model.language_model.") name its weights under another prefix: HF names that start
+  // with `from` are looked up with `to` in its place.
+  void set_hf_prefix(std::string from, std::string to) {
+    hf_from_ = std::move(from);
+    hf_to_ = std::move(to);
+  }
+
   // Owned float buffers (converted vectors) must outlive the model: the model keeps the loader.
   size_t owned_bytes() const;
   size_t packed_bytes() const;
@@ -56,6 +65,7 @@ class WeightLoader {
  private:
   const ModelSource& src_;
   Kernels kernels_;
+  std::string hf_from_, hf_to_;
   std::vector<std::unique_ptr<std::vector<float>>> owned_;
   std::vector<PackedWeight> packed_;
 };

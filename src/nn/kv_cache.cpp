@@ -1,13 +1,14 @@
 #include "nn/kv_cache.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "core/error.h"
 
 namespace edgevl::nn {
 
-KvCache::KvCache(int64_t n_layers, int64_t kv_width, int64_t max_positions)
-    : kv_width_(kv_width), max_positions_(max_positions), k_(n_layers), v_(n_layers) {}
+KvCache::KvCache(std::vector<int64_t> kv_widths, int64_t max_positions)
+    : widths_(std::move(kv_widths)), max_positions_(max_positions), k_(widths_.size()), v_(widths_.size()) {}
 
 void KvCache::reserve_more(int64_t n) {
   const int64_t need = size_ + n;
@@ -15,8 +16,10 @@ void KvCache::reserve_more(int64_t n) {
            max_positions_, " (raise --ctx)");
   if (need <= capacity_) return;
   capacity_ = std::min(max_positions_, std::max(need, capacity_ * 2));
-  for (auto& k : k_) k.resize(capacity_ * kv_width_);
-  for (auto& v : v_) v.resize(capacity_ * kv_width_);
+  for (size_t l = 0; l < widths_.size(); ++l) {
+    k_[l].resize(capacity_ * widths_[l]);
+    v_[l].resize(capacity_ * widths_[l]);
+  }
 }
 
 }  // namespace edgevl::nn

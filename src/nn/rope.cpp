@@ -20,6 +20,11 @@ Rope::Rope(const RopeConfig& cfg, int64_t head_dim) {
     inv_freq_[i] = 1.0f / std::pow((float)cfg.theta, expo);
   }
   if (cfg.type == "default") {
+  } else if (cfg.type == "proportional") {
+    // _compute_proportional_rope_parameters: int(partial_rotary_factor * head_dim // 2) pairs rotate.
+    EV_CHECK(cfg.factor > 0, "rope: proportional factor must be positive");
+    const int64_t rotating = (int64_t)std::floor(cfg.partial_rotary_factor * (double)rotary_dim_ / 2.0);
+    for (int64_t i = 0; i < half; ++i) inv_freq_[i] = i < rotating ? inv_freq_[i] / (float)cfg.factor : 0.0f;
   } else if (cfg.type == "linear") {
     EV_CHECK(cfg.factor > 0, "rope: linear factor must be positive");
     for (float& f : inv_freq_) f /= (float)cfg.factor;

@@ -1,5 +1,7 @@
 // Rotary position embeddings, as Hugging Face's ROPE_INIT_FUNCTIONS compute them
-// (transformers/modeling_rope_utils.py): default, linear, llama3. The rotation pairs either
+// (transformers/modeling_rope_utils.py): default, linear, llama3, proportional (Gemma 4's global
+// layers: the first partial_rotary_factor of the frequency pairs rotate, with exponents over the
+// whole head, the others have frequency 0 and pass through). The rotation pairs either
 // dimension i with i + rotary_dim/2 (HF's rotate_half, "NeoX" order) or 2i with 2i+1 (the
 // interleaved order llama.cpp's converter produces by permuting Llama's q/k rows in GGUF).
 #pragma once
@@ -16,6 +18,7 @@ struct RopeConfig {
   double low_freq_factor = 1.0;              // llama3
   double high_freq_factor = 4.0;             // llama3
   double original_max_position = 8192;       // llama3
+  double partial_rotary_factor = 1.0;        // proportional: the share of frequency pairs that rotate
   int64_t rotary_dim = 0;                    // 0 = the whole head
   bool interleaved = false;
 };

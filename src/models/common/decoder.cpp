@@ -42,15 +42,22 @@ void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWe
   ops::linear(ctx, w.o, s.attn.data(), T, out, w.o_bias.empty() ? nullptr : w.o_bias.f32());
 }
 
+void gated_mlp(Context& ctx, ops::Activation act, int64_t ffn, const WeightRef& gate, const WeightRef& up,
+               const WeightRef& down, const float* xn, int64_t T, Tensor& gate_buf, Tensor& up_buf, float* out,
+               const float* gate_bias, const float* up_bias, const float* down_bias) {
+  gate_buf.resize({T, ffn});
+  up_buf.resize({T, ffn});
+  ops::linear(ctx, gate, xn, T, gate_buf.data(), gate_bias);
+  ops::linear(ctx, up, xn, T, up_buf.data(), up_bias);
+  ops::gated_act(act, gate_buf.data(), up_buf.data(), gate_buf.data(), T * ffn);
+  ops::linear(ctx, down, gate_buf.data(), T, out, down_bias);
+}
+
 void gated_mlp(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const float* xn, int64_t T,
                DecoderScratch& s, float* out) {
-  s.gate.resize({T, cfg.ffn});
-  s.up.resize({T, cfg.ffn});
   auto bias = [](const WeightRef& b) { return b.empty() ? nullptr : b.f32(); };
-  ops::linear(ctx, w.gate, xn, T, s.gate.data(), bias(w.gate_bias));
-  ops::linear(ctx, w.up, xn, T, s.up.data(), bias(w.up_bias));
-  ops::gated_act(cfg.act, s.gate.data(), s.up.data(), s.gate.data(), T * cfg.ffn);
-  ops::linear(ctx, w.down, s.gate.data(), T, out, bias(w.down_bias));
+  gated_mlp(ctx, cfg.act, cfg.ffn, w.gate, w.up, w.down, xn, T, s.gate, s.up, out, bias(w.gate_bias),
+            bias(w.up_bias), bias(w.down_bias));
 }
 
 void embed_tokens(const WeightRef& table, std::span<const int32_t> tokens, float* x) {
@@ -195,6 +202,7 @@ void read_rope_fields(const nlohmann::json& p, nn::RopeConfig& r) {
   else if (auto it2 = p.find("type"); it2 != p.end() && it2->is_string()) r.type = it2->get<std::string>();
   r.theta = num("rope_theta", r.theta);
   r.factor = num("factor", r.factor);
+  r.partial_rotary_factor = num("partial_rotary_factor", r.partial_rotary_factor);
   r.low_freq_factor = num("low_freq_factor", r.low_freq_factor);
   r.high_freq_factor = num("high_freq_factor", r.high_freq_factor);
   r.original_max_position = num("original_max_position_embeddings", r.original_max_position);

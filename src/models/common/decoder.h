@@ -51,7 +51,11 @@ void self_attention(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWe
                     int64_t layer, nn::KvCache& cache, const float* xn, int64_t T, DecoderScratch& s, float* out,
                     const ForwardRequest& req);
 
-// out [T, D] = down(act(gate(xn)) * up(xn))
+// out [T, D] = down(act(gate(xn)) * up(xn)), for an MLP `ffn` wide; gate_buf/up_buf are scratch.
+void gated_mlp(Context& ctx, ops::Activation act, int64_t ffn, const WeightRef& gate, const WeightRef& up,
+               const WeightRef& down, const float* xn, int64_t T, Tensor& gate_buf, Tensor& up_buf, float* out,
+               const float* gate_bias = nullptr, const float* up_bias = nullptr, const float* down_bias = nullptr);
+// The same with a layer's weights and the configuration's width and activation.
 void gated_mlp(Context& ctx, const DecoderConfig& cfg, const DecoderLayerWeights& w, const float* xn, int64_t T,
                DecoderScratch& s, float* out);
 

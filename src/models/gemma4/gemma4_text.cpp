@@ -1,0 +1,384 @@
+// Gemma 4 text decoder (HF modeling_gemma4.py: Gemma4TextModel / Gemma4ForCausalLM; llama.cpp arch
+// "gemma4"). What differs from Gemma 3, each visible in forward():
+//  - RMSNorm weights are used as stored (no 1 + w); V is RMS-normalised too, without a weight;
+//  - attention scale 1 (the q/k norms take the place of 1/sqrt(d));
+//  - head size and KV heads vary per layer; global layers use proportional RoPE;
+//  - the last num_kv_shared_layers layers attend to an earlier layer's keys and values and keep
+//    no cache of their own;
+//  - per-layer embeddings (PLE) give each layer a gated residual input, and each layer's output
+//    is multiplied by a stored scalar;
+//  - a mixture of experts runs beside the dense MLP in the MoE variants (26B-A4B);
+//  - final logit soft-capping.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "core/error.h"
+#include "models/common/decoder.h"
+#include "models/gemma4/gemma4.h"
+#include "models/gemma4/gemma4_config.h"
+#include "models/weights.h"
+
+namespace edgevl {
+
+namespace {
+
+struct LayerWeights {
+  WeightRef attn_norm, q, k, v, o, q_norm, k_norm, post_attn_norm;
+  WeightRef ffn_norm, gate, up, down, post_ffn_norm;
+  WeightRef ple_gate, ple_proj, ple_norm;  // per-layer input (PLE)
+  WeightRef scalar;
+  // Mixture of experts: router, experts as [E, 2I, D] (gate rows then up rows) and [E, D, I].
+  WeightRef router, router_scale, expert_scale, experts_gate_up, experts_down;
+  WeightRef pre_ffn_norm_2, post_ffn_norm_1, post_ffn_norm_2;
+};
+
+struct ModelWeights {
+  WeightRef embed, lm_head, ple_embed, ple_model_proj, ple_proj_norm, final_norm, rope_freqs;
+  std::vector<LayerWeights> layers;
+};
+
+std::vector<WeightSpec<ModelWeights>> model_table(const Gemma4TextConfig& c) {
+  const int64_t V = c.vocab, D = c.hidden, LP = c.n_layers * c.ple_dim;
+  using M = ModelWeights;
+  std::vector<WeightSpec<M>> t = {
+      {&M::embed, "model.embed_tokens.weight", "token_embd.weight", {V, D}},
+      {&M::lm_head, "lm_head.weight", "output.weight", {V, D}, kOptional},
+      {&M::final_norm, "model.norm.weight", "output_norm.weight", {D}, kVector},
+      {&M::rope_freqs, nullptr, "rope_freqs.weight", {c.global_head_dim / 2}, kVector | kOptional},
+  };
+  if (c.ple_dim > 0) {
+    t.push_back({&M::ple_embed, "model.embed_tokens_per_layer.weight", "per_layer_token_embd.weight",
+                 {c.ple_vocab, LP}});
+    t.push_back({&M::ple_model_proj, "model.per_layer_model_projection.weight", "per_layer_model_proj.weight",
+                 {LP, D}});
+    t.push_back({&M::ple_proj_norm, "model.per_layer_projection_norm.weight", "per_layer_proj_norm.weight",
+                 {c.ple_dim}, kVector});
+  }
+  return t;
+}
+
+std::vector<WeightSpec<LayerWeights>> layer_table(const Gemma4TextConfig& c, int64_t l) {
+  const Gemma4LayerShape& s = c.layers[l];
+  const int64_t D = c.hidden, Q = c.n_heads * s.head_dim, KV = s.n_kv_heads * s.head_dim, F = s.ffn;
+  using W = LayerWeights;
+  std::vector<WeightSpec<W>> t = {
+      {&W::attn_norm, "model.layers.{L}.input_layernorm.weight", "blk.{L}.attn_norm.weight", {D}, kVector},
+      {&W::q, "model.layers.{L}.self_attn.q_proj.weight", "blk.{L}.attn_q.weight", {Q, D}},
+      {&W::q_norm, "model.layers.{L}.self_attn.q_norm.weight", "blk.{L}.attn_q_norm.weight", {s.head_dim}, kVector},
+      {&W::o, "model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", {D, Q}},
+      {&W::post_attn_norm, "model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.post_attention_norm.weight",
+       {D}, kVector},
+      {&W::ffn_norm, "model.layers.{L}.pre_feedforward_layernorm.weight", "blk.{L}.ffn_norm.weight", {D}, kVector},
+      {&W::gate, "model.layers.{L}.mlp.gate_proj.weight", "blk.{L}.ffn_gate.weight", {F, D}},
+      {&W::up, "model.layers.{L}.mlp.up_proj.weight", "blk.{L}.ffn_up.weight", {F, D}},
+      {&W::down, "model.layers.{L}.mlp.down_proj.weight", "blk.{L}.ffn_down.weight", {D, F}},
+      {&W::post_ffn_norm, "model.layers.{L}.post_feedforward_layernorm.weight", "blk.{L}.post_ffw_norm.weight", {D},
+       kVector},
+      {&W::scalar, "model.layers.{L}.layer_scalar", "blk.{L}.layer_output_scale.weight", {1}, kVector},
+  };
+  // KV-shared layers have no key/value weights (files may still carry unused ones).
+  if (!c.shared(l)) {
+    t.push_back({&W::k, "model.layers.{L}.self_attn.k_proj.weight", "blk.{L}.attn_k.weight", {KV, D}});
+    t.push_back({&W::k_norm, "model.layers.{L}.self_attn.k_norm.weight", "blk.{L}.attn_k_norm.weight", {s.head_dim},
+                 kVector});
+    if (!s.v_from_k)
+      t.push_back({&W::v, "model.layers.{L}.self_attn.v_proj.weight", "blk.{L}.attn_v.weight", {KV, D}});
+  }
+  if (c.ple_dim > 0) {
+    t.push_back({&W::ple_gate, "model.layers.{L}.per_layer_input_gate.weight", "blk.{L}.inp_gate.weight",
+                 {c.ple_dim, D}});
+    t.push_back({&W::ple_proj, "model.layers.{L}.per_layer_projection.weight", "blk.{L}.proj.weight", {D, c.ple_dim}});
+    t.push_back({&W::ple_norm, "model.layers.{L}.post_per_layer_input_norm.weight", "blk.{L}.post_norm.weight", {D},
+                 kVector});
+  }
+  if (c.moe()) {
+    const int64_t E = c.n_experts, I = c.moe_ffn;
+    t.push_back({&W::router, "model.layers.{L}.router.proj.weight", nullptr, {E, D}});
+    t.push_back({&W::router_scale, "model.layers.{L}.router.scale", nullptr, {D}, kVector});
+    t.push_back({&W::expert_scale, "model.layers.{L}.router.per_expert_scale", nullptr, {E}, kVector});
+    t.push_back({&W::experts_gate_up, "model.layers.{L}.experts.gate_up_proj", nullptr, {E, 2 * I, D}});
+    t.push_back({&W::experts_down, "model.layers.{L}.experts.down_proj", nullptr, {E, D, I}});
+    t.push_back({&W::pre_ffn_norm_2, "model.layers.{L}.pre_feedforward_layernorm_2.weight", nullptr, {D}, kVector});
+    t.push_back({&W::post_ffn_norm_1, "model.layers.{L}.post_feedforward_layernorm_1.weight", nullptr, {D}, kVector});
+    t.push_back({&W::post_ffn_norm_2, "model.layers.{L}.post_feedforward_layernorm_2.weight", nullptr, {D}, kVector});
+  }
+  return t;
+}
+
+// Rows [first, first + n) of a weight whose leading dimensions are flattened (one expert's slice
+// of a stacked [E, R, C] tensor).
+WeightRef weight_rows(const WeightRef& w, int64_t first, int64_t n) {
+  WeightRef r = w;
+  r.shape = {n, w.cols()};
+  r.data = static_cast<const uint8_t*>(w.data) + first * w.row_bytes;
+  r.packed = nullptr;
+  r.layout = WeightLayout::Gguf;
+  return r;
+}
+
+struct Scratch {
+  Tensor x, xn, h, h2, q, k, v, attn, gate, up, ple, ple_in, ple_gate, router, expert_in, expert_out;
+};
+
+class Gemma4Model : public CausalLM {
+ public:
+  Gemma4Model(std::unique_ptr<ModelSource> src, Gemma4TextConfig cfg, const std::string& hf_prefix)
+      : cfg_(std::move(cfg)), loader_(*src) {
+    source_ = std::move(src);
+    const Gemma4TextConfig& c = cfg_;
+    if (!hf_prefix.empty()) loader_.set_hf_prefix("model.", hf_prefix);
+    loader_.load_table(w_, model_table(c));
+    if (w_.lm_head.empty()) w_.lm_head = w_.embed;
+    w_.layers.resize(c.n_layers);
+    for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], layer_table(c, l), l);
+    rope_sliding_ = nn::Rope(c.rope_sliding, c.sliding_head_dim);
+    if (c.global_head_dim > 0) {
+      rope_global_ = nn::Rope(c.rope_global, c.global_head_dim);
+      if (!w_.rope_freqs.empty())
+        rope_global_.divide_frequencies(
+            std::vector<float>(w_.rope_freqs.f32(), w_.rope_freqs.f32() + w_.rope_freqs.cols()));
+    }
+    // Gemma4TextScaledWordEmbedding: a float32 buffer sqrt(width), cast to the table's dtype in
+    // HF; float32 here, which is what the float32 reference computes.
+    embed_scale_ = (float)std::sqrt((double)c.hidden);
+    ple_scale_ = (float)std::sqrt((double)c.ple_dim);
+
+    info_.family = "gemma4";
+    info_.architecture = source_->architecture();
+    info_.vocab_size = c.vocab;
+    info_.hidden = c.hidden;
+    info_.n_layers = c.n_layers;
+    info_.n_heads = c.n_heads;
+    info_.n_kv_heads = c.layers[0].n_kv_heads;
+    info_.head_dim = c.layers[0].head_dim;
+    info_.ffn = c.layers[0].ffn;
+    info_.max_positions = c.max_positions;
+    info_.bos_id = c.bos_id;
+    info_.eos_id = c.eos_id;
+    info_.n_params = count_parameters();
+  }
+
+  nn::KvCache new_cache(int64_t max_positions) const override {
+    std::vector<int64_t> widths;
+    for (int64_t l = 0; l < cfg_.n_layers; ++l)
+      widths.push_back(cfg_.shared(l) ? 0 : cfg_.layers[l].n_kv_heads * cfg_.layers[l].head_dim);
+    return nn::KvCache(std::move(widths), max_positions);
+  }
+
+  void forward(Context& ctx, nn::KvCache& cache, const ForwardRequest& req, Tensor& logits) override {
+    const Gemma4TextConfig& c = cfg_;
+    const int64_t T = (int64_t)req.tokens.size(), D = c.hidden;
+    EV_CHECK(T > 0, "forward: no tokens");
+    EV_CHECK(req.key_mask.empty() || (int64_t)req.key_mask.size() >= cache.size() + T, "forward: key_mask has ",
+             req.key_mask.size(), " entries for ", cache.size() + T, " positions");
+    cache.reserve_more(T);
+    s_.x.resize({T, D});
+    s_.xn.resize({T, D});
+    s_.h.resize({T, D});
+    embed(req, T);
+    if (c.ple_dim > 0) per_layer_inputs(ctx, req, T);
+    if (req.tap) req.tap("hidden_states.00", s_.x.data(), T, D);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      const LayerWeights& w = w_.layers[l];
+      ops::rms_norm(s_.x.data(), w.attn_norm.f32(), s_.xn.data(), T, D, c.rms_eps);
+      attention(ctx, l, cache, T, req);
+      ops::rms_norm(s_.h.data(), w.post_attn_norm.f32(), s_.h.data(), T, D, c.rms_eps);
+      ops::add(s_.x.data(), s_.h.data(), T * D);
+
+      ops::rms_norm(s_.x.data(), w.ffn_norm.f32(), s_.xn.data(), T, D, c.rms_eps);
+      gated_mlp(ctx, c.act, c.layers[l].ffn, w.gate, w.up, w.down, s_.xn.data(), T, s_.gate, s_.up, s_.h.data());
+      if (c.moe()) {
+        // The experts read the residual stream before the MLP; their output joins the dense one.
+        ops::rms_norm(s_.h.data(), w.post_ffn_norm_1.f32(), s_.h.data(), T, D, c.rms_eps);
+        experts(ctx, w, T);
+        ops::rms_norm(s_.h2.data(), w.post_ffn_norm_2.f32(), s_.h2.data(), T, D, c.rms_eps);
+        ops::add(s_.h.data(), s_.h2.data(), T * D);
+      }
+      ops::rms_norm(s_.h.data(), w.post_ffn_norm.f32(), s_.h.data(), T, D, c.rms_eps);
+      ops::add(s_.x.data(), s_.h.data(), T * D);
+
+      if (c.ple_dim > 0) per_layer_residual(ctx, l, T);
+      ops::scale(s_.x.data(), w.scalar.f32()[0], T * D);
+      if (req.tap && l + 1 < c.n_layers) req.tap(hidden_state_name(l + 1), s_.x.data(), T, D);
+    }
+    ops::rms_norm(s_.x.data(), w_.final_norm.f32(), s_.xn.data(), T, D, c.rms_eps);
+    if (req.tap) req.tap(hidden_state_name(c.n_layers), s_.xn.data(), T, D);
+    cache.commit(T);
+    const int64_t rows = req.all_logits ? T : 1;
+    logits.resize({rows, c.vocab});
+    ops::linear(ctx, w_.lm_head, s_.xn.row(T - rows), rows, logits.data());
+    if (c.final_softcap > 0) ops::softcap(logits.data(), c.final_softcap, logits.numel());
+  }
+
+ private:
+  // Token embeddings scaled by sqrt(hidden); soft tokens (already projected) replace theirs unscaled.
+  void embed(const ForwardRequest& req, int64_t T) {
+    const int64_t D = cfg_.hidden;
+    embed_tokens(w_.embed, req.tokens, s_.x.data());
+    ops::scale(s_.x.data(), embed_scale_, T * D);
+    EV_CHECK(req.embed_positions.empty() || req.embeds, "forward: embed_positions without embeddings");
+    for (size_t i = 0; i < req.embed_positions.size(); ++i) {
+      const int32_t p = req.embed_positions[i];
+      EV_CHECK(p >= 0 && p < T, "forward: soft-token position ", p, " is outside the ", T, " tokens");
+      std::memcpy(s_.x.row(p), req.embeds + i * D, D * sizeof(float));
+    }
+  }
+
+  // PLE inputs for every layer, [T, L*P]: (RMSNorm(proj(h0) / sqrt(hidden)) + E_ple[id] * sqrt(P)) / sqrt(2).
+  // Soft-token positions look up the pad id, as HF's multimodal model does.
+  void per_layer_inputs(Context& ctx, const ForwardRequest& req, int64_t T) {
+    const Gemma4TextConfig& c = cfg_;
+    const int64_t LP = c.n_layers * c.ple_dim;
+    s_.ple.resize({T, LP});
+    s_.ple_in.resize({T, LP});
+    ops::linear(ctx, w_.ple_model_proj, s_.x.data(), T, s_.ple.data());
+    ops::scale(s_.ple.data(), (float)(1.0 / std::sqrt((double)c.hidden)), T * LP);
+    ops::rms_norm(s_.ple.data(), w_.ple_proj_norm.f32(), s_.ple.data(), T * c.n_layers, c.ple_dim, c.rms_eps);
+    std::vector<int32_t> ids(req.tokens.begin(), req.tokens.end());
+    for (int32_t p : req.embed_positions) ids[p] = c.pad_id;
+    for (int64_t t = 0; t < T; ++t) {
+      EV_CHECK(ids[t] >= 0 && ids[t] < c.ple_vocab, "token id ", ids[t], " is outside the per-layer vocabulary (",
+               c.ple_vocab, " entries)");
+      ops::embedding_row(w_.ple_embed, ids[t], s_.ple_in.row(t));
+    }
+    ops::scale(s_.ple_in.data(), ple_scale_, T * LP);
+    ops::add(s_.ple.data(), s_.ple_in.data(), T * LP);
+    ops::scale(s_.ple.data(), (float)(1.0 / std::sqrt(2.0)), T * LP);
+  }
+
+  // x += RMSNorm(proj(act(gate(x)) * ple_l)).
+  void per_layer_residual(Context& ctx, int64_t l, int64_t T) {
+    const Gemma4TextConfig& c = cfg_;
+    const LayerWeights& w = w_.layers[l];
+    const int64_t P = c.ple_dim, D = c.hidden;
+    s_.ple_gate.resize({T, P});
+    s_.ple_in.resize({T, P});
+    ops::linear(ctx, w.ple_gate, s_.x.data(), T, s_.ple_gate.data());
+    for (int64_t t = 0; t < T; ++t) std::memcpy(s_.ple_in.row(t), s_.ple.row(t) + l * P, P * sizeof(float));
+    ops::gated_act(c.act, s_.ple_gate.data(), s_.ple_in.data(), s_.ple_gate.data(), T * P);
+    ops::linear(ctx, w.ple_proj, s_.ple_gate.data(), T, s_.h.data());
+    ops::rms_norm(s_.h.data(), w.ple_norm.f32(), s_.h.data(), T, D, c.rms_eps);
+    ops::add(s_.x.data(), s_.h.data(), T * D);
+  }
+
+  // s_.h = o_proj(attention(s_.xn)) for layer l; non-shared layers append their K/V to the cache.
+  void attention(Context& ctx, int64_t l, nn::KvCache& cache, int64_t T, const ForwardRequest& req) {
+    const Gemma4TextConfig& c = cfg_;
+    const Gemma4LayerShape& s = c.layers[l];
+    const LayerWeights& w = w_.layers[l];
+    const int64_t H = c.n_heads, Hkv = s.n_kv_heads, Dh = s.head_dim, pos0 = cache.size();
+    const nn::Rope& rope = s.sliding ? rope_sliding_ : rope_global_;
+    s_.q.resize({T, H * Dh});
+    s_.attn.resize({T, H * Dh});
+    ops::linear(ctx, w.q, s_.xn.data(), T, s_.q.data());
+    ops::rms_norm(s_.q.data(), w.q_norm.f32(), s_.q.data(), T * H, Dh, c.rms_eps);
+    for (int64_t t = 0; t < T; ++t) rope.apply(s_.q.row(t), H, Dh, pos0 + t);
+    if (!c.shared(l)) {
+      s_.k.resize({T, Hkv * Dh});
+      s_.v.resize({T, Hkv * Dh});
+      ops::linear(ctx, w.k, s_.xn.data(), T, s_.k.data());
+      if (s.v_from_k) std::memcpy(s_.v.data(), s_.k.data(), T * Hkv * Dh * sizeof(float));
+      else ops::linear(ctx, w.v, s_.xn.data(), T, s_.v.data());
+      ops::rms_norm(s_.k.data(), w.k_norm.f32(), s_.k.data(), T * Hkv, Dh, c.rms_eps);
+      ops::rms_norm(s_.v.data(), nullptr, s_.v.data(), T * Hkv, Dh, c.rms_eps);
+      for (int64_t t = 0; t < T; ++t) {
+        rope.apply(s_.k.row(t), Hkv, Dh, pos0 + t);
+        std::memcpy(cache.k(l, pos0 + t), s_.k.row(t), Hkv * Dh * sizeof(float));
+        std::memcpy(cache.v(l, pos0 + t), s_.v.row(t), Hkv * Dh * sizeof(float));
+      }
+    }
+    nn::AttentionShape a;
+    a.n_heads = H;
+    a.n_kv_heads = Hkv;
+    a.head_dim = Dh;
+    a.scale = 1.0f;
+    a.sliding_window = s.sliding ? c.sliding_window : 0;
+    nn::attention(ctx, a, s_.q.data(), T, pos0, cache.k(s.kv_source), cache.v(s.kv_source), s_.attn.data(),
+                  req.key_mask.empty() ? nullptr : req.key_mask.data());
+    ops::linear(ctx, w.o, s_.attn.data(), T, s_.h.data());
+  }
+
+  // s_.h2 = sum over each token's top-k experts of weight * expert(RMSNorm_2(x)) (Gemma4TextRouter +
+  // Gemma4TextExperts). The router sees RMSNorm(x) * scale / sqrt(hidden), softmaxes over all
+  // experts, keeps the top k, renormalises them and multiplies by the per-expert scale.
+  void experts(Context& ctx, const LayerWeights& w, int64_t T) {
+    const Gemma4TextConfig& c = cfg_;
+    const int64_t D = c.hidden, E = c.n_experts, K = c.top_k, I = c.moe_ffn;
+    s_.router.resize({T, E});
+    ops::rms_norm(s_.x.data(), nullptr, s_.xn.data(), T, D, c.rms_eps);
+    const float root = (float)(1.0 / std::sqrt((double)D));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < D; ++i) s_.xn.row(t)[i] *= w.router_scale.f32()[i] * root;
+    ops::linear(ctx, w.router, s_.xn.data(), T, s_.router.data());
+    std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // per expert: (token, weight)
+    std::vector<int64_t> order(E);
+    for (int64_t t = 0; t < T; ++t) {
+      float* p = s_.router.row(t);
+      ops::softmax(p, E);
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int64_t a, int64_t b) {
+        return p[a] > p[b] || (p[a] == p[b] && a < b);
+      });
+      float sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
+      for (int64_t k = 0; k < K; ++k)
+        routed[order[k]].push_back({t, p[order[k]] / sum * w.expert_scale.f32()[order[k]]});
+    }
+    ops::rms_norm(s_.x.data(), w.pre_ffn_norm_2.f32(), s_.xn.data(), T, D, c.rms_eps);
+    s_.h2.resize({T, D});
+    std::fill(s_.h2.data(), s_.h2.data() + T * D, 0.0f);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = (int64_t)routed[e].size();
+      if (n == 0) continue;
+      s_.expert_in.resize({n, D});
+      s_.expert_out.resize({n, D});
+      for (int64_t i = 0; i < n; ++i) std::memcpy(s_.expert_in.row(i), s_.xn.row(routed[e][i].first), D * sizeof(float));
+      gated_mlp(ctx, c.act, I, weight_rows(w.experts_gate_up, e * 2 * I, I),
+                weight_rows(w.experts_gate_up, e * 2 * I + I, I), weight_rows(w.experts_down, e * D, D),
+                s_.expert_in.data(), n, s_.gate, s_.up, s_.expert_out.data());
+      for (int64_t i = 0; i < n; ++i)
+        ops::add_scaled(s_.h2.row(routed[e][i].first), s_.expert_out.row(i), routed[e][i].second, D);
+    }
+  }
+
+  int64_t count_parameters() const {
+    int64_t n = 0;
+    auto add = [&](const WeightRef& r) {
+      if (r.empty()) return;
+      int64_t k = 1;
+      for (int64_t d : r.shape) k *= d;
+      n += k;
+    };
+    for (const auto& s : model_table(cfg_)) add(w_.*(s.slot));
+    if (w_.lm_head.data == w_.embed.data) n -= cfg_.vocab * cfg_.hidden;
+    for (int64_t l = 0; l < cfg_.n_layers; ++l)
+      for (const auto& s : layer_table(cfg_, l)) add(w_.layers[l].*(s.slot));
+    return n;
+  }
+
+  Gemma4TextConfig cfg_;
+  WeightLoader loader_;
+  ModelWeights w_;
+  nn::Rope rope_sliding_, rope_global_;
+  float embed_scale_ = 1.0f, ple_scale_ = 1.0f;
+  Scratch s_;
+};
+
+}  // namespace
+
+std::unique_ptr<CausalLM> make_gemma4(std::unique_ptr<ModelSource> src) {
+  if (src->is_gguf()) {
+    Gemma4TextConfig cfg = gemma4_text_config_from_gguf(src->gguf());
+    return std::make_unique<Gemma4Model>(std::move(src), std::move(cfg), "");
+  }
+  // Gemma4ForConditionalGeneration nests the text config and keeps the decoder under
+  // model.language_model.
+  const HfConfig& hf = src->hf();
+  const bool nested = hf.get_string("model_type", "") == "gemma4";
+  Gemma4TextConfig cfg = gemma4_text_config_from_hf(nested ? hf.sub("text_config") : hf);
+  return std::make_unique<Gemma4Model>(std::move(src), std::move(cfg), nested ? "model.language_model." : "");
+}
+
+}  // namespace edgevl
