@@ -92,6 +92,20 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
   return w;
 }
 
+float WeightLoader::scalar(const std::string& hf, const char* gguf, int64_t layer) {
+  const char* pattern = src_.is_gguf() ? gguf : hf.c_str();
+  EV_CHECK(pattern, src_.path(), ": this format has no name for the scalar '", hf, "'");
+  std::string name = expand_layer_name(pattern, layer);
+  if (!src_.is_gguf() && !hf_from_.empty() && name.rfind(hf_from_, 0) == 0) name = hf_to_ + name.substr(hf_from_.size());
+  const TensorRef* t = src_.find(name);
+  EV_CHECK(t, src_.path(), ": missing scalar '", name, "'");
+  EV_CHECK(t->numel() == 1 && (t->dtype == DType::F32 || t->dtype == DType::F16 || t->dtype == DType::BF16),
+           src_.path(), ": '", name, "' is not a float scalar");
+  float v = 0;
+  dequantize_row(t->dtype, t->data, &v, 1);
+  return v;
+}
+
 size_t WeightLoader::owned_bytes() const {
   size_t n = 0;
   for (const auto& b : owned_) n += b->size() * sizeof(float);

@@ -45,6 +45,9 @@ class WeightLoader {
   WeightRef load(const char* hf, const char* gguf, const std::vector<int64_t>& shape, uint32_t flags,
                  int64_t layer = -1, int64_t hf_row_offset = -1);
 
+  // A stored scalar (a 0-d or one-element tensor, e.g. a clip bound), as float. Required.
+  float scalar(const std::string& hf, const char* gguf, int64_t layer = -1);
+
   template <typename Slots>
   void load_table(Slots& slots, const std::vector<WeightSpec<Slots>>& table, int64_t layer = -1) {
     for (const auto& s : table) slots.*(s.slot) = load(s.hf, s.gguf, s.shape, s.flags, layer, s.hf_row_offset);

@@ -17,7 +17,7 @@ void finish_scores_row(const AttentionShape& a, float* row, int64_t pos, int64_t
   const int64_t first = a.sliding_window > 0 ? std::max<int64_t>(0, pos - a.sliding_window + 1) : 0;
   bool any = false;
   for (int64_t j = 0; j < n_keys; ++j) {
-    const bool visible = j >= first && j <= pos && (!key_mask || key_mask[j]);
+    const bool visible = j >= first && (j <= pos || !a.causal) && (!key_mask || key_mask[j]);
     if (!visible) {
       row[j] = -INFINITY;
       continue;
@@ -54,7 +54,7 @@ void attention_blocked(Context& ctx, const AttentionShape& a, const float* q, in
         const int64_t tc = std::min(kBlock, T - t0);
         // Keys after the block's last query are never visible, except that a padded row with no
         // visible key at all averages over every key (HF's eager softmax of an all-masked row).
-        const int64_t n = key_mask ? S : pos0 + t0 + tc;
+        const int64_t n = key_mask || !a.causal ? S : pos0 + t0 + tc;
         MatmulArgs qk;
         qk.wtype = DType::F32;
         qk.w = k + kvh * Dh;
@@ -94,7 +94,7 @@ void attention(Context& ctx, const AttentionShape& a, const float* q, int64_t T,
   const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim;
   const int64_t group = H / Hkv;
   const int64_t q_width = H * Dh, kv_width = Hkv * Dh;
-  if (T >= 16) {
+  if (T >= 16 || !a.causal) {
     attention_blocked(ctx, a, q, T, pos0, k, v, out, key_mask);
     return;
   }

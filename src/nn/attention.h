@@ -13,6 +13,7 @@ struct AttentionShape {
   float scale = 1.0f;
   int64_t sliding_window = 0;  // 0 = global
   float softcap = 0.0f;        // 0 = none (Gemma 2's attn_logit_softcapping)
+  bool causal = true;          // false: every query sees every (unmasked) key (vision encoders)
 };
 
 // q: [T, H*Dh] for positions pos0 .. pos0+T-1; k, v: [S, Hkv*Dh] with S >= pos0+T filled.
