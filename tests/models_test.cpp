@@ -25,30 +25,12 @@
 namespace edgevl {
 namespace {
 
+using test::as_f32;
+using test::as_ids;
 using test::golden_hf;
+using test::isas;
 using test::golden_llamacpp;
 using test::rel_error;
-
-std::vector<float> as_f32(const TensorRef& t) {
-  std::vector<float> v(t.numel());
-  if (t.dtype == DType::F32) {
-    std::memcpy(v.data(), t.data, v.size() * 4);
-  } else if (t.dtype == DType::I64) {
-    for (size_t i = 0; i < v.size(); ++i) {
-      int64_t x;
-      std::memcpy(&x, t.data + 8 * i, 8);
-      v[i] = (float)x;
-    }
-  } else {
-    ADD_FAILURE() << t.name << ": unexpected dtype " << dtype_name(t.dtype);
-  }
-  return v;
-}
-
-std::vector<int32_t> as_ids(const TensorRef& t) {
-  std::vector<float> f = as_f32(t);
-  return std::vector<int32_t>(f.begin(), f.end());
-}
 
 // Runs each batch row from an empty cache and collects every tapped activation and the logits,
 // laid out [B, T, cols] like the goldens.
@@ -88,16 +70,6 @@ std::vector<int32_t> greedy(CausalLM& model, Context& ctx, const std::vector<int
     step = {id};
   }
   return out;
-}
-
-// Every kernel set this CPU runs must meet the bar end to end (the scalar one is the reference).
-std::vector<std::string> isas() {
-  std::vector<std::string> r = {"scalar"};
-  const CpuFeatures& f = cpu_features();
-  if (f.avx2 && f.fma && f.f16c) r.push_back("avx2");
-  if (f.avx512f && f.avx512bw && f.avx512vl) r.push_back("avx512");
-  if (f.neon) r.push_back("neon");
-  return r;
 }
 
 class HfParity : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};

@@ -1,12 +1,17 @@
 // Shared helpers for tests: where the golden files live and how to compare tensors.
 #pragma once
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "io/tensor_ref.h"
+#include "kernels/kernels.h"
 
 namespace edgevl::test {
 
@@ -43,6 +48,40 @@ inline double rel_error(const float* a, const float* b, size_t n) {
 inline double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
   return rel_error(a.data(), b.data(), std::min(a.size(), b.size()));
+}
+
+// A golden tensor as float32 (F32, I64 and BOOL tensors).
+inline std::vector<float> as_f32(const TensorRef& t) {
+  std::vector<float> v(t.numel());
+  if (t.dtype == DType::F32) {
+    std::memcpy(v.data(), t.data, v.size() * 4);
+  } else if (t.dtype == DType::I64) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      int64_t x;
+      std::memcpy(&x, t.data + 8 * i, 8);
+      v[i] = (float)x;
+    }
+  } else if (t.dtype == DType::BOOL) {
+    for (size_t i = 0; i < v.size(); ++i) v[i] = t.data[i] ? 1.0f : 0.0f;
+  } else {
+    ADD_FAILURE() << t.name << ": unexpected dtype " << dtype_name(t.dtype);
+  }
+  return v;
+}
+
+inline std::vector<int32_t> as_ids(const TensorRef& t) {
+  std::vector<float> f = as_f32(t);
+  return std::vector<int32_t>(f.begin(), f.end());
+}
+
+// Every kernel set this CPU runs must meet the bar end to end (the scalar one is the reference).
+inline std::vector<std::string> isas() {
+  std::vector<std::string> r = {"scalar"};
+  const CpuFeatures& f = cpu_features();
+  if (f.avx2 && f.fma && f.f16c) r.push_back("avx2");
+  if (f.avx512f && f.avx512bw && f.avx512vl) r.push_back("avx512");
+  if (f.neon) r.push_back("neon");
+  return r;
 }
 
 }  // namespace edgevl::test

@@ -41,6 +41,13 @@ struct ForwardRequest {
   const float* embeds = nullptr;
 };
 
+// The special ids a multimodal family's prompts use: `<boi>` + n × `<image>` + `<eoi>` for an
+// image of n soft tokens, likewise for audio. -1 where the model has none.
+struct MediaTokens {
+  int32_t image = -1, begin_image = -1, end_image = -1;
+  int32_t audio = -1, begin_audio = -1, end_audio = -1;
+};
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -49,6 +56,21 @@ class CausalLM {
   virtual nn::KvCache new_cache(int64_t max_positions) const = 0;
   // Appends the tokens' keys/values to `cache` and writes logits ([T, V] or [1, V]) to `logits`.
   virtual void forward(Context& ctx, nn::KvCache& cache, const ForwardRequest& req, Tensor& logits) = 0;
+
+  // Multimodal families: the placeholder ids, and encoders from preprocessed media to soft
+  // tokens [N, hidden] (returning N) for ForwardRequest::embeds. The defaults say the model
+  // cannot see or hear.
+  virtual bool has_vision() const { return false; }
+  virtual bool has_audio() const { return false; }
+  virtual MediaTokens media_tokens() const { return {}; }
+  // pixels [n_patches, patch values] and positions [n_patches, 2] (x, y), as the family's
+  // image processor lays them out.
+  virtual int64_t encode_image(Context& ctx, const float* pixels, const int64_t* positions, int64_t n_patches,
+                               Tensor& out, const ActivationTap& tap = {});
+  // features [frames, bins] and mask [frames] (1 = real frame), as the audio feature extractor
+  // writes them.
+  virtual int64_t encode_audio(Context& ctx, const float* features, const uint8_t* mask, int64_t frames, Tensor& out,
+                               const ActivationTap& tap = {});
 
  protected:
   ModelInfo info_;

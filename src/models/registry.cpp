@@ -44,6 +44,14 @@ const Family& family_for(const std::string& arch, const std::string& path) {
 
 }  // namespace
 
+int64_t CausalLM::encode_image(Context&, const float*, const int64_t*, int64_t, Tensor&, const ActivationTap&) {
+  fail(source_->path(), ": this model has no vision encoder (images are not supported)");
+}
+
+int64_t CausalLM::encode_audio(Context&, const float*, const uint8_t*, int64_t, Tensor&, const ActivationTap&) {
+  fail(source_->path(), ": this model has no audio encoder (audio is not supported)");
+}
+
 std::unique_ptr<CausalLM> load_model(const std::string& path) {
   auto src = ModelSource::open(path);
   const Family& f = family_for(src->architecture(), path);

@@ -18,6 +18,7 @@
 #include "models/common/decoder.h"
 #include "models/gemma4/gemma4.h"
 #include "models/gemma4/gemma4_config.h"
+#include "models/gemma4/vision_encoder.h"
 #include "models/weights.h"
 
 namespace edgevl {
@@ -158,6 +159,27 @@ class Gemma4Model : public CausalLM {
     info_.bos_id = c.bos_id;
     info_.eos_id = c.eos_id;
     info_.n_params = count_parameters();
+  }
+
+  // Gemma4ForConditionalGeneration: the towers and the placeholder ids of its config.json.
+  void attach_media(const HfConfig& h) {
+    tokens_.image = (int32_t)h.get_int("image_token_id", -1);
+    tokens_.begin_image = (int32_t)h.get_int("boi_token_id", -1);
+    tokens_.end_image = (int32_t)h.get_int("eoi_token_id", -1);
+    tokens_.audio = (int32_t)h.get_int("audio_token_id", -1);
+    tokens_.begin_audio = (int32_t)h.get_int("boa_token_id", -1);
+    tokens_.end_audio = (int32_t)h.get_int("eoa_token_id", h.get_int("eoa_token_index", -1));
+    if (h.has("vision_config"))
+      vision_ = std::make_unique<Gemma4VisionEncoder>(*source_, gemma4_vision_config_from_hf(h.sub("vision_config")),
+                                                      cfg_.hidden);
+  }
+
+  bool has_vision() const override { return vision_ != nullptr; }
+  MediaTokens media_tokens() const override { return tokens_; }
+  int64_t encode_image(Context& ctx, const float* pixels, const int64_t* positions, int64_t n_patches, Tensor& out,
+                       const ActivationTap& tap) override {
+    if (!vision_) return CausalLM::encode_image(ctx, pixels, positions, n_patches, out, tap);
+    return vision_->encode(ctx, pixels, positions, n_patches, out, tap);
   }
 
   nn::KvCache new_cache(int64_t max_positions) const override {
@@ -360,6 +382,8 @@ class Gemma4Model : public CausalLM {
 
   Gemma4TextConfig cfg_;
   WeightLoader loader_;
+  MediaTokens tokens_;
+  std::unique_ptr<Gemma4VisionEncoder> vision_;
   ModelWeights w_;
   nn::Rope rope_sliding_, rope_global_;
   float embed_scale_ = 1.0f, ple_scale_ = 1.0f;
@@ -378,7 +402,10 @@ std::unique_ptr<CausalLM> make_gemma4(std::unique_ptr<ModelSource> src) {
   const HfConfig& hf = src->hf();
   const bool nested = hf.get_string("model_type", "") == "gemma4";
   Gemma4TextConfig cfg = gemma4_text_config_from_hf(nested ? hf.sub("text_config") : hf);
-  return std::make_unique<Gemma4Model>(std::move(src), std::move(cfg), nested ? "model.language_model." : "");
+  const HfConfig top = hf;
+  auto model = std::make_unique<Gemma4Model>(std::move(src), std::move(cfg), nested ? "model.language_model." : "");
+  if (nested) model->attach_media(top);
+  return model;
 }
 
 }  // namespace edgevl
