@@ -1,0 +1,535 @@
+// Gemma 4 audio tower. Mirrors HF transformers modeling_gemma4.py (Gemma4AudioModel and the
+// modules it is built from, named at each step below) and Gemma4MultimodalEmbedder; spec
+// ../shared/specs/gemma4.md §4. Activations are [frames, width] row-major throughout; the
+// subsampler keeps its feature maps channels-last, [T, F, C], which is both what its LayerNorm
+// over channels wants and the (freq-major, channel-minor) order its projection reads.
+#include "models/gemma4/audio_encoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "kernels/quants.h"
+
+namespace edgevl {
+
+Gemma4AudioConfig gemma4_audio_config_from_hf(const HfConfig& hf) {
+  Gemma4AudioConfig c;
+  c.hidden = hf.get_int("hidden_size", c.hidden);
+  c.n_layers = hf.get_int("num_hidden_layers", c.n_layers);
+  c.n_heads = hf.get_int("num_attention_heads", c.n_heads);
+  const std::vector<int64_t> ch = hf.get_int_array("subsampling_conv_channels", {c.conv_channels0, c.conv_channels1});
+  EV_CHECK(ch.size() == 2, "gemma4 audio: subsampling_conv_channels has ", ch.size(), " entries, expected 2");
+  c.conv_channels0 = ch[0];
+  c.conv_channels1 = ch[1];
+  c.n_mel = c.conv_channels0;
+  c.conv_kernel = hf.get_int("conv_kernel_size", c.conv_kernel);
+  c.chunk = hf.get_int("attention_chunk_size", c.chunk);
+  c.context_left = hf.get_int("attention_context_left", c.context_left);
+  c.context_right = hf.get_int("attention_context_right", c.context_right);
+  c.logit_cap = (float)hf.get_float("attention_logit_cap", c.logit_cap);
+  c.invalid_logit = (float)hf.get_float("attention_invalid_logits_value", c.invalid_logit);
+  c.residual_weight = (float)hf.get_float("residual_weight", c.residual_weight);
+  c.rms_eps = (float)hf.get_float("rms_norm_eps", c.rms_eps);
+  // HF clamps to min(gradient_clipping, the weight dtype's max); float32 here.
+  c.gradient_clipping =
+      (float)std::min(hf.get_float("gradient_clipping", c.gradient_clipping), (double)std::numeric_limits<float>::max());
+  c.clipped_linears = hf.get_bool("use_clipped_linears", c.clipped_linears);
+  c.act = ops::activation_from_name(hf.get_string("hidden_act", "silu").c_str());
+  c.output_dims = hf.get_int("output_proj_dims", c.output_dims);
+
+  auto bad = [&](const char* what, auto v) { fail(hf.path(), ": gemma4 audio: invalid ", what, " ", v); };
+  if (c.hidden <= 0 || c.hidden % 2 != 0) bad("hidden_size (must be positive and even)", c.hidden);
+  if (c.n_layers <= 0) bad("num_hidden_layers", c.n_layers);
+  if (c.n_heads <= 0 || c.hidden % c.n_heads != 0) bad("num_attention_heads (must divide hidden_size)", c.n_heads);
+  // HF sizes input_proj_linear as (channels0 / 4) * channels1, i.e. for channels0 mel bins, which
+  // two ceil(n / 2) convolutions only reduce to channels0 / 4 when channels0 is a multiple of 4.
+  if (c.conv_channels0 <= 0 || c.conv_channels0 % 4 != 0)
+    bad("subsampling_conv_channels[0] (must be a positive multiple of 4)", c.conv_channels0);
+  if (c.conv_channels1 <= 0) bad("subsampling_conv_channels[1]", c.conv_channels1);
+  if (c.conv_kernel <= 0) bad("conv_kernel_size", c.conv_kernel);
+  if (c.chunk <= 0) bad("attention_chunk_size", c.chunk);
+  if (c.context_left < 1) bad("attention_context_left (must be >= 1)", c.context_left);
+  if (c.context_right < 0) bad("attention_context_right", c.context_right);
+  if (!(c.logit_cap > 0) || !std::isfinite(c.logit_cap)) bad("attention_logit_cap", c.logit_cap);
+  if (!std::isfinite(c.invalid_logit)) bad("attention_invalid_logits_value", c.invalid_logit);
+  if (!std::isfinite(c.residual_weight)) bad("residual_weight", c.residual_weight);
+  if (!(c.rms_eps > 0)) bad("rms_norm_eps", c.rms_eps);
+  if (!(c.gradient_clipping > 0)) bad("gradient_clipping", c.gradient_clipping);
+  if (c.output_dims <= 0) bad("output_proj_dims", c.output_dims);
+  return c;
+}
+
+int64_t gemma4_audio_output_frames(int64_t frames) { return frames <= 0 ? 0 : ((frames + 1) / 2 + 1) / 2; }
+
+std::vector<uint8_t> gemma4_audio_output_mask(const uint8_t* mask, int64_t frames) {
+  std::vector<uint8_t> out(gemma4_audio_output_frames(frames), 1);
+  if (mask)
+    for (size_t t = 0; t < out.size(); ++t) out[t] = mask[4 * t] ? 1 : 0;
+  return out;
+}
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+float activate(ops::Activation a, float v) {
+  switch (a) {
+    case ops::Activation::Silu:
+      return v / (1.0f + std::exp(-v));
+    case ops::Activation::GeluTanh:
+      return 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    case ops::Activation::Gelu:
+      return 0.5f * v * (1.0f + std::erf(v * 0.7071067811865476f));
+  }
+  return v;
+}
+
+// In place over n values, spread over the pool (the feed-forward's 4D-wide activation is a few
+// million exp() per layer at the real size).
+void activate(Context& ctx, ops::Activation a, float* x, int64_t n) {
+  ctx.pool.parallel_for(n, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) x[i] = activate(a, x[i]);
+  });
+}
+
+// torch.clamp(x, lo, hi).
+void clamp(float* x, int64_t n, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], lo), hi);
+}
+
+// The whole tensor as float32, whatever its dtype (conv kernels are read once at load).
+std::vector<float> to_f32(const WeightRef& w) {
+  int64_t n = 1;
+  for (int64_t d : w.shape) n *= d;
+  std::vector<float> out(n);
+  dequantize_row(w.dtype, w.data, out.data(), n);
+  return out;
+}
+
+// A float32 matrix we own, as a WeightRef for ops::linear.
+WeightRef f32_matrix(const std::vector<float>& data, int64_t rows, int64_t cols, const std::string& name) {
+  WeightRef r;
+  r.name = name;
+  r.dtype = DType::F32;
+  r.shape = {rows, cols};
+  r.data = data.data();
+  r.row_bytes = cols * sizeof(float);
+  return r;
+}
+
+std::string tap_name(int64_t i) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "audio.hidden_states.%02lld", (long long)i);
+  return buf;
+}
+
+using Enc = Gemma4AudioEncoder;
+
+std::vector<WeightSpec<Enc::Weights>> model_table(const Gemma4AudioConfig& c, int64_t text_hidden) {
+  const int64_t C0 = c.conv_channels0, C1 = c.conv_channels1, D = c.hidden;
+  using W = Enc::Weights;
+  return {
+      {&W::conv0, "model.audio_tower.subsample_conv_projection.layer0.conv.weight", nullptr, {C0, 1, 3, 3}},
+      {&W::norm0, "model.audio_tower.subsample_conv_projection.layer0.norm.weight", nullptr, {C0}, kVector},
+      {&W::conv1, "model.audio_tower.subsample_conv_projection.layer1.conv.weight", nullptr, {C1, C0, 3, 3}},
+      {&W::norm1, "model.audio_tower.subsample_conv_projection.layer1.norm.weight", nullptr, {C1}, kVector},
+      {&W::input_proj, "model.audio_tower.subsample_conv_projection.input_proj_linear.weight", nullptr,
+       {D, (C0 / 4) * C1}},
+      {&W::output_proj, "model.audio_tower.output_proj.weight", nullptr, {c.output_dims, D}},
+      {&W::output_bias, "model.audio_tower.output_proj.bias", nullptr, {c.output_dims}, kVector},
+      {&W::embed_proj, "model.embed_audio.embedding_projection.weight", nullptr, {text_hidden, c.output_dims}},
+  };
+}
+
+std::vector<WeightSpec<Enc::LayerWeights>> layer_table(const Gemma4AudioConfig& c) {
+  const int64_t D = c.hidden;
+  using L = Enc::LayerWeights;
+#define EV_AL(n) "model.audio_tower.layers.{L}." n
+  return {
+      {&L::ff1_pre_norm, EV_AL("feed_forward1.pre_layer_norm.weight"), nullptr, {D}, kVector},
+      {&L::ff1_post_norm, EV_AL("feed_forward1.post_layer_norm.weight"), nullptr, {D}, kVector},
+      {&L::ff2_pre_norm, EV_AL("feed_forward2.pre_layer_norm.weight"), nullptr, {D}, kVector},
+      {&L::ff2_post_norm, EV_AL("feed_forward2.post_layer_norm.weight"), nullptr, {D}, kVector},
+      {&L::norm_pre_attn, EV_AL("norm_pre_attn.weight"), nullptr, {D}, kVector},
+      {&L::norm_post_attn, EV_AL("norm_post_attn.weight"), nullptr, {D}, kVector},
+      {&L::norm_out, EV_AL("norm_out.weight"), nullptr, {D}, kVector},
+      {&L::lconv_pre_norm, EV_AL("lconv1d.pre_layer_norm.weight"), nullptr, {D}, kVector},
+      {&L::lconv_conv_norm, EV_AL("lconv1d.conv_norm.weight"), nullptr, {D}, kVector},
+      {&L::rel_k, EV_AL("self_attn.relative_k_proj.weight"), nullptr, {D, D}},
+      {&L::per_dim_scale, EV_AL("self_attn.per_dim_scale"), nullptr, {c.head_dim()}, kVector},
+      {&L::dw_conv, EV_AL("lconv1d.depthwise_conv1d.weight"), nullptr, {D, 1, c.conv_kernel}},
+  };
+}
+
+struct ClippedSpec {
+  Enc::ClippedLinear Enc::LayerWeights::*slot;
+  const char* hf;  // the Gemma4ClippableLinear module; its weight is <hf>.linear.weight
+  int64_t out, in;
+};
+
+std::vector<ClippedSpec> clipped_table(const Gemma4AudioConfig& c) {
+  const int64_t D = c.hidden;
+  using L = Enc::LayerWeights;
+  return {
+      {&L::ff1_up, EV_AL("feed_forward1.ffw_layer_1"), 4 * D, D},
+      {&L::ff1_down, EV_AL("feed_forward1.ffw_layer_2"), D, 4 * D},
+      {&L::ff2_up, EV_AL("feed_forward2.ffw_layer_1"), 4 * D, D},
+      {&L::ff2_down, EV_AL("feed_forward2.ffw_layer_2"), D, 4 * D},
+      {&L::q, EV_AL("self_attn.q_proj"), D, D},
+      {&L::k, EV_AL("self_attn.k_proj"), D, D},
+      {&L::v, EV_AL("self_attn.v_proj"), D, D},
+      {&L::post, EV_AL("self_attn.post"), D, D},
+      {&L::lconv_start, EV_AL("lconv1d.linear_start"), 2 * D, D},
+      {&L::lconv_end, EV_AL("lconv1d.linear_end"), D, D},
+  };
+#undef EV_AL
+}
+
+// Scratch for one encode() call.
+struct Scratch {
+  Tensor x, xn, h, wide, q, k, v, attn, rel_k, clip_in;
+};
+
+// Gemma4ClippableLinear: clamp the input, linear, clamp the output (bounds ±inf = no clamp).
+void clipped_linear(Context& ctx, const Enc::ClippedLinear& l, const float* x, int64_t rows, float* y, Tensor& tmp) {
+  const Enc::Clip& c = l.clip;
+  const int64_t K = l.w.cols(), N = l.w.rows();
+  if (c.in_min > -kInf || c.in_max < kInf) {
+    tmp.resize({rows, K});
+    std::memcpy(tmp.data(), x, rows * K * sizeof(float));
+    clamp(tmp.data(), rows * K, c.in_min, c.in_max);
+    x = tmp.data();
+  }
+  ops::linear(ctx, l.w, x, rows, y);
+  if (c.out_min > -kInf || c.out_max < kInf) clamp(y, rows * N, c.out_min, c.out_max);
+}
+
+// Gemma4AudioSubSampleConvProjectionLayer on channels-last maps: zero the masked input frames,
+// Conv2d(3x3, stride 2, padding 1, no bias) as im2col + matmul, LayerNorm over channels (weight,
+// no bias), ReLU. in [Tin, Fin, Cin] -> out [Tout, Fout, Cout]. `kernel` is [Cout, 3*3*Cin] with
+// columns ordered (kh, kw, ci).
+void subsample_layer(Context& ctx, const float* in, const uint8_t* mask, int64_t Tin, int64_t Fin, int64_t Cin,
+                     const WeightRef& kernel, const float* norm_w, float eps, Tensor& out) {
+  const int64_t Tout = (Tin + 1) / 2, Fout = (Fin + 1) / 2, Cout = kernel.rows(), K = 9 * Cin;
+  out.resize({Tout, Fout, Cout});
+  // Output time rows per im2col block: keeps the column buffer near 4 MB for the real tower.
+  const int64_t rows_per_t = Fout, block_t = std::max<int64_t>(1, (1 << 20) / (rows_per_t * K));
+  std::vector<float> cols;
+  for (int64_t t0 = 0; t0 < Tout; t0 += block_t) {
+    const int64_t nt = std::min(block_t, Tout - t0);
+    cols.assign(nt * rows_per_t * K, 0.0f);
+    for (int64_t t = 0; t < nt; ++t)
+      for (int64_t f = 0; f < Fout; ++f) {
+        float* row = cols.data() + (t * Fout + f) * K;
+        for (int64_t kh = 0; kh < 3; ++kh) {
+          const int64_t ti = 2 * (t0 + t) + kh - 1;
+          if (ti < 0 || ti >= Tin || (mask && !mask[ti])) continue;
+          for (int64_t kw = 0; kw < 3; ++kw) {
+            const int64_t fi = 2 * f + kw - 1;
+            if (fi < 0 || fi >= Fin) continue;
+            std::memcpy(row + (kh * 3 + kw) * Cin, in + (ti * Fin + fi) * Cin, Cin * sizeof(float));
+          }
+        }
+      }
+    ops::linear(ctx, kernel, cols.data(), nt * rows_per_t, out.data() + t0 * rows_per_t * Cout);
+  }
+  // nn.LayerNorm(Cout, bias=False) then ReLU, per (t, f) position.
+  for (int64_t r = 0; r < Tout * Fout; ++r) {
+    float* y = out.data() + r * Cout;
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < Cout; ++c) mean += y[c];
+    mean /= Cout;
+    for (int64_t c = 0; c < Cout; ++c) var += (y[c] - mean) * (y[c] - mean);
+    const float inv = (float)(1.0 / std::sqrt(var / Cout + eps)), m = (float)mean;
+    for (int64_t c = 0; c < Cout; ++c) y[c] = std::max(0.0f, (y[c] - m) * inv * norm_w[c]);
+  }
+}
+
+}  // namespace
+
+Gemma4AudioEncoder::Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig cfg, int64_t text_hidden)
+    : cfg_(std::move(cfg)), text_hidden_(text_hidden), loader_(src) {
+  const Gemma4AudioConfig& c = cfg_;
+  EV_CHECK(!src.is_gguf(), src.path(), ": gemma4 audio: the audio tower loads from HF checkpoints only");
+  EV_CHECK(text_hidden > 0, "gemma4 audio: invalid text hidden size ", text_hidden);
+  loader_.load_table(w_, model_table(c, text_hidden));
+  w_.layers.resize(c.n_layers);
+  const auto table = layer_table(c);
+  const auto clipped = clipped_table(c);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights& lw = w_.layers[l];
+    loader_.load_table(lw, table, l);
+    for (const ClippedSpec& s : clipped) {
+      const std::string base = s.hf;
+      ClippedLinear& cl = lw.*(s.slot);
+      cl.w = loader_.load((base + ".linear.weight").c_str(), nullptr, {s.out, s.in}, kRequired, l);
+      cl.clip = {-kInf, kInf, -kInf, kInf};
+      if (c.clipped_linears)
+        cl.clip = {loader_.scalar(base + ".input_min", nullptr, l), loader_.scalar(base + ".input_max", nullptr, l),
+                   loader_.scalar(base + ".output_min", nullptr, l), loader_.scalar(base + ".output_max", nullptr, l)};
+    }
+    // F.softplus (beta 1, threshold 20) of the learned per-dimension query scale.
+    const float* pds = lw.per_dim_scale.f32();
+    lw.q_dim_scale.resize(c.head_dim());
+    for (int64_t d = 0; d < c.head_dim(); ++d) lw.q_dim_scale[d] = pds[d] > 20.0f ? pds[d] : std::log1p(std::exp(pds[d]));
+    const std::vector<float> dw = to_f32(lw.dw_conv);  // [D, 1, K]
+    lw.dw_taps.resize(c.conv_kernel * c.hidden);
+    for (int64_t ch = 0; ch < c.hidden; ++ch)
+      for (int64_t k = 0; k < c.conv_kernel; ++k) lw.dw_taps[k * c.hidden + ch] = dw[ch * c.conv_kernel + k];
+  }
+
+  // Conv kernels [Cout, Cin, 3, 3] -> [Cout, 3, 3, Cin].
+  auto reorder = [](const WeightRef& w, std::vector<float>& dst) {
+    const int64_t Cout = w.shape[0], Cin = w.shape[1];
+    const std::vector<float> src = to_f32(w);
+    dst.resize(Cout * 9 * Cin);
+    for (int64_t o = 0; o < Cout; ++o)
+      for (int64_t i = 0; i < Cin; ++i)
+        for (int64_t k = 0; k < 9; ++k) dst[(o * 9 + k) * Cin + i] = src[(o * Cin + i) * 9 + k];
+  };
+  reorder(w_.conv0, conv0_k_);
+  reorder(w_.conv1, conv1_k_);
+  conv0_mat_ = f32_matrix(conv0_k_, c.conv_channels0, 9, w_.conv0.name);
+  conv1_mat_ = f32_matrix(conv1_k_, c.conv_channels1, 9 * c.conv_channels0, w_.conv1.name);
+
+  // Gemma4AudioRelPositionalEncoding: for relative positions context/2 .. 0, [sin | cos] of the
+  // position times D/2 inverse timescales spaced geometrically from 1 to 1e-4, in float32 as HF.
+  const int64_t P = c.context_size() / 2 + 1, half = c.hidden / 2;
+  const float step = (float)(-std::log(10000.0) / (double)std::max<int64_t>(half - 1, 1));
+  rel_pos_.resize(P * c.hidden);
+  for (int64_t p = 0; p < P; ++p) {
+    const float pos = (float)(c.context_size() / 2 - p);
+    for (int64_t i = 0; i < half; ++i) {
+      const float t = pos * std::exp((float)i * step);
+      rel_pos_[p * c.hidden + i] = std::sin(t);
+      rel_pos_[p * c.hidden + half + i] = std::cos(t);
+    }
+  }
+}
+
+namespace {
+
+// Gemma4AudioFeedForward: x += residual_weight * post_norm(W2(act(W1(pre_norm(clip(x)))))), with the
+// gradient clamp before each norm.
+void feed_forward(Context& ctx, const Gemma4AudioConfig& c, const Enc::ClippedLinear& up, const Enc::ClippedLinear& down,
+                  const WeightRef& pre, const WeightRef& post, int64_t T, Scratch& s) {
+  const int64_t D = c.hidden;
+  std::memcpy(s.xn.data(), s.x.data(), T * D * sizeof(float));
+  clamp(s.xn.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
+  ops::rms_norm(s.xn.data(), pre.f32(), s.xn.data(), T, D, c.rms_eps);
+  s.wide.resize({T, 4 * D});
+  clipped_linear(ctx, up, s.xn.data(), T, s.wide.data(), s.clip_in);
+  activate(ctx, c.act, s.wide.data(), T * 4 * D);
+  clipped_linear(ctx, down, s.wide.data(), T, s.h.data(), s.clip_in);
+  clamp(s.h.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
+  ops::rms_norm(s.h.data(), post.f32(), s.h.data(), T, D, c.rms_eps);
+  ops::scale(s.h.data(), c.residual_weight, T * D);
+  ops::add(s.x.data(), s.h.data(), T * D);
+}
+
+// Gemma4AudioAttention on s.xn [T, D] into s.attn [T, D] (before `post`). Queries are cut into
+// blocks of `chunk` frames; each block attends to a window of context_size() keys starting
+// context_left - 1 frames before it. Logits = q·k + the Transformer-XL relative term
+// (q · relative_k_proj(pos_emb), rel-shifted), soft-capped; the key mask keeps valid frames whose
+// distance q - k lies in [0, context_left - 1) or k - q in (0, context_right) and sets the rest to
+// attention_invalid_logits_value, as HF's blocked 5-D mask does (or, with hf_eager_mask, the
+// complement within the sequence: see Gemma4AudioConfig).
+void attention(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights& w, const std::vector<float>& rel_pos,
+               const uint8_t* key_valid, int64_t T, Scratch& s) {
+  const int64_t D = c.hidden, H = c.n_heads, Dh = c.head_dim();
+  const int64_t W = c.chunk, P = c.context_left - 1, R = c.context_right, C = c.context_size();
+  const int64_t Pn = C / 2 + 1;  // relative positions C/2 .. 0
+  s.q.resize({T, D});
+  s.k.resize({T, D});
+  s.v.resize({T, D});
+  s.attn.resize({T, D});
+  clipped_linear(ctx, w.q, s.xn.data(), T, s.q.data(), s.clip_in);
+  clipped_linear(ctx, w.k, s.xn.data(), T, s.k.data(), s.clip_in);
+  clipped_linear(ctx, w.v, s.xn.data(), T, s.v.data(), s.clip_in);
+  const float q_scale = (float)(std::pow((double)Dh, -0.5) / std::log(2.0));
+  const float k_scale = (float)(std::log(1.0 + std::exp(1.0)) / std::log(2.0));
+  for (int64_t t = 0; t < T; ++t) {
+    float* q = s.q.row(t);
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t d = 0; d < Dh; ++d) q[h * Dh + d] = q[h * Dh + d] * q_scale * w.q_dim_scale[d];
+  }
+  ops::scale(s.k.data(), k_scale, T * D);
+  s.rel_k.resize({Pn, D});
+  ops::linear(ctx, w.rel_k, rel_pos.data(), Pn, s.rel_k.data());
+
+  const int64_t n_blocks = (T + W - 1) / W;
+  const float cap = c.logit_cap, invalid = c.invalid_logit;
+  ctx.pool.run_tasks(n_blocks * H, [&](int64_t task) {
+    const int64_t b = task / H, h = task % H, t0 = b * W;
+    std::vector<float> bd(W * Pn, 0.0f), logits(C);
+    // bd[i][p] = q_i · rel_k[p] for this block's queries (zero rows past the end, as HF pads).
+    for (int64_t i = 0; i < W && t0 + i < T; ++i) {
+      const float* q = s.q.row(t0 + i) + h * Dh;
+      for (int64_t p = 0; p < Pn; ++p) {
+        const float* r = s.rel_k.row(p) + h * Dh;
+        float acc = 0;
+        for (int64_t d = 0; d < Dh; ++d) acc += q[d] * r[d];
+        bd[i * Pn + p] = acc;
+      }
+    }
+    for (int64_t i = 0; i < W && t0 + i < T; ++i) {
+      const int64_t t = t0 + i;
+      const float* q = s.q.row(t) + h * Dh;
+      for (int64_t j = 0; j < C; ++j) {
+        const int64_t kv = t0 - P + j;
+        const bool in_range = kv >= 0 && kv < T;
+        float ac = 0;
+        if (in_range) {
+          const float* k = s.k.row(kv) + h * Dh;
+          for (int64_t d = 0; d < Dh; ++d) ac += q[d] * k[d];
+        }
+        // _rel_shift: row i of [W, Pn] zero-padded to C + 1 columns, flattened and re-cut into
+        // rows of C; entry (i, j) is flat index i*C + j = row i, column j - i (or, for j < i, row
+        // i - 1, column C + 1 + j - i), zero where the column is padding.
+        float rel = 0;
+        if (j >= i) {
+          if (j - i < Pn) rel = bd[i * Pn + (j - i)];
+        } else if (C + 1 + j - i < Pn) {
+          rel = bd[(i - 1) * Pn + (C + 1 + j - i)];
+        }
+        const float logit = cap * std::tanh((ac + rel) / cap);
+        const int64_t dist = t - kv;
+        const bool allowed = in_range && (!key_valid || key_valid[kv]) &&
+                             ((dist >= 0 && dist < P) || (dist < 0 && -dist < R));
+        const bool visible = c.hf_eager_mask ? in_range && !allowed : allowed;
+        logits[j] = visible ? logit : invalid;
+      }
+      ops::softmax(logits.data(), C);
+      float* o = s.attn.row(t) + h * Dh;
+      std::fill(o, o + Dh, 0.0f);
+      for (int64_t j = 0; j < C; ++j) {
+        const int64_t kv = t0 - P + j;
+        if (kv < 0 || kv >= T) continue;  // zero-padded values
+        const float* v = s.v.row(kv) + h * Dh;
+        for (int64_t d = 0; d < Dh; ++d) o[d] += logits[j] * v[d];
+      }
+    }
+  });
+}
+
+// Gemma4AudioLightConv1d: x += W_end(act(conv_norm(clip(causal_depthwise_conv(glu(W_start(pre_norm(x)))))))).
+void light_conv(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights& w, int64_t T, Scratch& s) {
+  const int64_t D = c.hidden, K = c.conv_kernel;
+  ops::rms_norm(s.x.data(), w.lconv_pre_norm.f32(), s.xn.data(), T, D, c.rms_eps);
+  s.wide.resize({T, 2 * D});
+  clipped_linear(ctx, w.lconv_start, s.xn.data(), T, s.wide.data(), s.clip_in);
+  // nn.functional.glu over the last dim: first half * sigmoid(second half), into s.xn.
+  for (int64_t t = 0; t < T; ++t) {
+    const float* a = s.wide.row(t);
+    float* y = s.xn.row(t);
+    for (int64_t i = 0; i < D; ++i) y[i] = a[i] * (1.0f / (1.0f + std::exp(-a[D + i])));
+  }
+  // Depthwise Conv1d over time, left-padded by K - 1 (Gemma4AudioCausalConv1d), into s.h.
+  for (int64_t t = 0; t < T; ++t) {
+    float* y = s.h.row(t);
+    std::fill(y, y + D, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t ti = t - (K - 1) + k;
+      if (ti < 0) continue;
+      const float* x = s.xn.row(ti);
+      const float* tap = w.dw_taps.data() + k * D;
+      for (int64_t i = 0; i < D; ++i) y[i] += tap[i] * x[i];
+    }
+  }
+  clamp(s.h.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
+  ops::rms_norm(s.h.data(), w.lconv_conv_norm.f32(), s.h.data(), T, D, c.rms_eps);
+  activate(ctx, c.act, s.h.data(), T * D);
+  clipped_linear(ctx, w.lconv_end, s.h.data(), T, s.xn.data(), s.clip_in);
+  ops::add(s.x.data(), s.xn.data(), T * D);
+}
+
+}  // namespace
+
+int64_t Gemma4AudioEncoder::encode(Context& ctx, const float* features, const uint8_t* mask, int64_t Tf, Tensor& out,
+                                   const ActivationTap& tap) const {
+  const Gemma4AudioConfig& c = cfg_;
+  EV_CHECK(Tf > 0, "gemma4 audio: encode needs at least one feature frame");
+  EV_CHECK(features, "gemma4 audio: no features");
+  const int64_t D = c.hidden, T = gemma4_audio_output_frames(Tf);
+
+  // Gemma4AudioSubSampleConvProjection: two conv blocks, each on the frames its mask keeps (the
+  // mask is subsampled by taking every other frame), then the projection of [F/4 x C1] per frame.
+  Tensor m0, m1;
+  subsample_layer(ctx, features, mask, Tf, c.n_mel, 1, conv0_mat_, w_.norm0.f32(), c.rms_eps, m0);
+  std::vector<uint8_t> mask0;
+  if (mask) {
+    mask0.resize(m0.dim(0));
+    for (int64_t t = 0; t < m0.dim(0); ++t) mask0[t] = mask[2 * t];
+  }
+  subsample_layer(ctx, m0.data(), mask ? mask0.data() : nullptr, m0.dim(0), m0.dim(1), c.conv_channels0, conv1_mat_,
+                  w_.norm1.f32(), c.rms_eps, m1);
+  EV_ASSERT(m1.dim(0) == T && m1.dim(1) * m1.dim(2) == w_.input_proj.cols());
+  m0 = Tensor();
+  const std::vector<uint8_t> out_mask = gemma4_audio_output_mask(mask, Tf);
+
+  Scratch s;
+  s.x.resize({T, D});
+  s.xn.resize({T, D});
+  s.h.resize({T, D});
+  ops::linear(ctx, w_.input_proj, m1.data(), T, s.x.data());
+  m1 = Tensor();
+  if (tap) tap(tap_name(0), s.x.data(), T, D);
+
+  // Gemma4AudioLayer (macaron Conformer block).
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& w = w_.layers[l];
+    feed_forward(ctx, c, w.ff1_up, w.ff1_down, w.ff1_pre_norm, w.ff1_post_norm, T, s);
+    std::memcpy(s.xn.data(), s.x.data(), T * D * sizeof(float));
+    clamp(s.xn.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
+    ops::rms_norm(s.xn.data(), w.norm_pre_attn.f32(), s.xn.data(), T, D, c.rms_eps);
+    attention(ctx, c, w, rel_pos_, mask ? out_mask.data() : nullptr, T, s);
+    clipped_linear(ctx, w.post, s.attn.data(), T, s.h.data(), s.clip_in);
+    clamp(s.h.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
+    ops::rms_norm(s.h.data(), w.norm_post_attn.f32(), s.h.data(), T, D, c.rms_eps);
+    ops::add(s.x.data(), s.h.data(), T * D);
+    light_conv(ctx, c, w, T, s);
+    feed_forward(ctx, c, w.ff2_up, w.ff2_down, w.ff2_pre_norm, w.ff2_post_norm, T, s);
+    clamp(s.x.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
+    ops::rms_norm(s.x.data(), w.norm_out.f32(), s.x.data(), T, D, c.rms_eps);
+    if (tap && l + 1 < c.n_layers) tap(tap_name(l + 1), s.x.data(), T, D);
+  }
+
+  // output_proj (with bias); HF's output_hidden_states puts this in place of the last layer's output.
+  const int64_t Do = c.output_dims, Dt = text_hidden_;
+  Tensor proj({T, Do});
+  ops::linear(ctx, w_.output_proj, s.x.data(), T, proj.data(), w_.output_bias.f32());
+  if (tap) {
+    tap(tap_name(c.n_layers), proj.data(), T, Do);
+    tap("audio.last_hidden_state", proj.data(), T, Do);
+  }
+
+  // Gemma4MultimodalEmbedder: RMSNorm without weight, then Linear(Do -> Dt) without bias.
+  ops::rms_norm(proj.data(), nullptr, proj.data(), T, Do, c.rms_eps);
+  Tensor feats({T, Dt});
+  ops::linear(ctx, w_.embed_proj, proj.data(), T, feats.data());
+  if (tap) tap("audio.audio_features", feats.data(), T, Dt);
+
+  int64_t n = 0;
+  for (int64_t t = 0; t < T; ++t) n += out_mask[t] ? 1 : 0;
+  out.resize({n, Dt});
+  for (int64_t t = 0, r = 0; t < T; ++t)
+    if (out_mask[t]) std::memcpy(out.row(r++), feats.row(t), Dt * sizeof(float));
+  return n;
+}
+
+int64_t Gemma4AudioEncoder::encode(Context& ctx, const Tensor& features, const std::vector<uint8_t>& mask, Tensor& out,
+                                   const ActivationTap& tap) const {
+  EV_CHECK(features.shape().size() == 2 && features.dim(1) == cfg_.n_mel, "gemma4 audio: features must be [frames, ",
+           cfg_.n_mel, "], got ", features.shape().size(), "-d with ",
+           features.shape().empty() ? 0 : features.dim(-1), " columns");
+  const int64_t T = features.dim(0);
+  EV_CHECK(mask.empty() || (int64_t)mask.size() == T, "gemma4 audio: the mask has ", mask.size(), " entries for ", T,
+           " feature frames");
+  return encode(ctx, features.data(), mask.empty() ? nullptr : mask.data(), T, out, tap);
+}
+
+}  // namespace edgevl

@@ -1,0 +1,116 @@
+// Gemma 4 audio tower (HF transformers Gemma4AudioModel, a USM-style Conformer) and its projector
+// into the text decoder (Gemma4MultimodalEmbedder `embed_audio`). Spec: ../shared/specs/gemma4.md §4.
+//
+// Shapes (letters as in tensor/tensor.h, plus): M mel bins, Tf feature frames (10 ms), T output
+// frames (40 ms: two stride-2 convolutions), D tower width, Do output_proj width, Dt text width.
+//   features [Tf, M] --subsample--> [T, D] --conformer x L--> [T, D] --output_proj--> [T, Do]
+//   --RMSNorm (no weight) + Linear--> soft tokens [T, Dt], of which the valid frames are kept.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/hf_config.h"
+#include "models/model.h"
+#include "models/source.h"
+#include "models/weights.h"
+#include "tensor/context.h"
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+namespace edgevl {
+
+struct Gemma4AudioConfig {
+  int64_t hidden = 1024, n_layers = 12, n_heads = 8;
+  int64_t conv_channels0 = 128, conv_channels1 = 32;  // subsampling_conv_channels
+  int64_t n_mel = 128;  // mel bins the subsampler is sized for (HF: subsampling_conv_channels[0])
+  int64_t conv_kernel = 5;                            // light conv (depthwise, causal)
+  int64_t chunk = 12, context_left = 13, context_right = 0;
+  float logit_cap = 50.0f;
+  float invalid_logit = -1.0e9f;
+  float residual_weight = 0.5f;
+  float rms_eps = 1e-6f;
+  float gradient_clipping = 1e10f;
+  bool clipped_linears = true;
+  ops::Activation act = ops::Activation::Silu;
+  int64_t output_dims = 1536;  // output_proj_dims
+  // Reproduce HF transformers' attention mask as its *eager* attention builds it (the goldens in
+  // ../shared/golden/hf were made with eager attention). There create_bidirectional_mask returns
+  // a float mask (0 = attend, finfo.min = not), which Gemma4AudioAttention then treats as boolean
+  // with masked_fill(mask.logical_not(), ...): every key the window and padding mask allow is
+  // hidden and every other key inside the sequence is attended to; keys outside the sequence stay
+  // hidden. Off (the default): the intended mask, a query frame t sees the valid frames
+  // t - (context_left - 2) .. t (+ context_right - 1 ahead), as a boolean (sdpa) mask gives.
+  bool hf_eager_mask = false;
+
+  int64_t head_dim() const { return hidden / n_heads; }
+  // The chunked attention's key window per query chunk (HF Gemma4AudioAttention.context_size).
+  int64_t context_size() const { return chunk + (context_left - 1) + context_right; }
+};
+
+// `audio_config` is the audio_config object of a Gemma4ForConditionalGeneration config.json.
+// Absent fields take Gemma4AudioConfig's defaults (those of HF); invalid values throw Error.
+Gemma4AudioConfig gemma4_audio_config_from_hf(const HfConfig& audio_config);
+
+// Output frames for `frames` feature frames: two 3x3 stride-2 convolutions with padding 1, each
+// ceil(n / 2). Frame t of the output is valid when feature frame 4t is.
+int64_t gemma4_audio_output_frames(int64_t frames);
+// The tower's output mask (HF Gemma4AudioModelOutput.attention_mask): mask[4t] for each output
+// frame t; `mask` == nullptr means every frame is valid.
+std::vector<uint8_t> gemma4_audio_output_mask(const uint8_t* mask, int64_t frames);
+
+class Gemma4AudioEncoder {
+ public:
+  // Loads model.audio_tower.* and model.embed_audio.* from an HF source (which must outlive the
+  // encoder: weights are used in place). `text_hidden` is the decoder's width (Dt).
+  Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig cfg, int64_t text_hidden);
+
+  const Gemma4AudioConfig& config() const { return cfg_; }
+  int64_t text_hidden() const { return text_hidden_; }
+
+  // features: [T, n_mel] log-mel frames of one clip, row-major; mask: T bytes (nonzero = valid
+  // frame) or nullptr for all valid. Writes the projected soft tokens of the valid output frames
+  // into `out` [N, text_hidden] and returns N. `tap` (may be empty) receives, over all output
+  // frames, "audio.hidden_states.NN" (00 = input of layer 0, i = output of layer i, the last one
+  // replaced by the output_proj result as HF does), "audio.last_hidden_state" and
+  // "audio.audio_features" (the projector's output before the valid frames are picked).
+  int64_t encode(Context& ctx, const float* features, const uint8_t* mask, int64_t T, Tensor& out,
+                 const ActivationTap& tap) const;
+  // The same with the sizes checked: features [T, n_mel], mask empty or T entries.
+  int64_t encode(Context& ctx, const Tensor& features, const std::vector<uint8_t>& mask, Tensor& out,
+                 const ActivationTap& tap = {}) const;
+
+  struct Clip {  // a ClippableLinear's bounds (±inf when the config turns clipping off)
+    float in_min, in_max, out_min, out_max;
+  };
+  struct ClippedLinear {
+    WeightRef w;
+    Clip clip;
+  };
+  struct LayerWeights {
+    ClippedLinear ff1_up, ff1_down, ff2_up, ff2_down, q, k, v, post, lconv_start, lconv_end;
+    WeightRef ff1_pre_norm, ff1_post_norm, ff2_pre_norm, ff2_post_norm;
+    WeightRef norm_pre_attn, norm_post_attn, norm_out, lconv_pre_norm, lconv_conv_norm;
+    WeightRef rel_k, per_dim_scale, dw_conv;
+    std::vector<float> q_dim_scale;  // softplus(per_dim_scale), per head dimension
+    std::vector<float> dw_taps;      // depthwise conv weight as [kernel][D]
+  };
+  struct Weights {
+    WeightRef conv0, norm0, conv1, norm1, input_proj, output_proj, output_bias, embed_proj;
+    std::vector<LayerWeights> layers;
+  };
+
+ private:
+  Gemma4AudioConfig cfg_;
+  int64_t text_hidden_ = 0;
+  WeightLoader loader_;
+  Weights w_;
+  // Subsampling conv kernels, float32, reordered to [Cout][kh][kw][Cin] so that an im2col row
+  // copies runs of Cin contiguous channels; viewed as a [Cout, 9 Cin] F32 matrix for ops::linear.
+  std::vector<float> conv0_k_, conv1_k_;
+  WeightRef conv0_mat_, conv1_mat_;
+  // Relative position embeddings (Gemma4AudioRelPositionalEncoding), [context/2 + 1, D].
+  std::vector<float> rel_pos_;
+};
+
+}  // namespace edgevl
