@@ -3,6 +3,10 @@
 #pragma once
 #include <algorithm>
 #include <array>
+#include <cstdlib>
+#include <new>
+#include <utility>
+#include <sys/mman.h>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -36,6 +40,40 @@ void bpe_merge(std::vector<Symbol>& syms, std::vector<Candidate>& heap, Find&& f
   auto worse = [](const Candidate& a, const Candidate& b) {
     return a.cost != b.cost ? a.cost > b.cost : a.left > b.left;
   };
+  // A short word (the common case): each symbol keeps the cost of merging with its right
+  // neighbour and every step scans for the cheapest, leftmost on ties. No heap, no stale entries,
+  // and the first look-ups are independent, so their cache misses overlap.
+  constexpr size_t kShort = 32;
+  if (syms.size() <= kShort) {
+    double cost[kShort];
+    int32_t merged[kShort];
+    bool can[kShort];
+    auto eval = [&](int32_t k) {
+      const int32_t r = syms[k].next;
+      can[k] = r >= 0 && find(syms[k], syms[r], &cost[k], &merged[k]);
+    };
+    for (size_t k = 0; k < syms.size(); ++k) eval((int32_t)k);
+    for (;;) {
+      int32_t best = -1;
+      double best_cost = 0;
+      for (int32_t k = 0; k >= 0; k = syms[k].next) {
+        if (can[k] && (best < 0 || cost[k] < best_cost)) {
+          best_cost = cost[k];
+          best = k;
+        }
+      }
+      if (best < 0) return;
+      Symbol& l = syms[best];
+      Symbol& r = syms[l.next];
+      l.len += r.len;
+      l.id = merged[best];
+      r.len = 0;
+      l.next = r.next;
+      if (r.next >= 0) syms[r.next].prev = best;
+      eval(best);
+      if (l.prev >= 0) eval(l.prev);
+    }
+  }
   heap.clear();
   auto try_add = [&](int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
@@ -64,6 +102,62 @@ void bpe_merge(std::vector<Symbol>& syms, std::vector<Candidate>& heap, Find&& f
   }
 }
 
+// An array of trivially copyable T for large hash tables: when it spans megabytes it is 2 MiB
+// aligned and asks for transparent huge pages, so random probes over it do not miss the TLB
+// (the BPE merge loop of a 500k-merge vocabulary probes a 16 MiB table).
+template <typename T>
+class TableArray {
+ public:
+  TableArray() = default;
+  TableArray(const TableArray& o) { copy(o); }
+  TableArray& operator=(const TableArray& o) {
+    if (this != &o) copy(o);
+    return *this;
+  }
+  TableArray(TableArray&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  TableArray& operator=(TableArray&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~TableArray() { std::free(p_); }
+  void assign(size_t n, const T& v) {
+    std::free(p_);
+    p_ = nullptr;
+    n_ = 0;
+    if (n == 0) return;
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t bytes = n * sizeof(T);
+    if (bytes >= kHuge) {
+      p_ = static_cast<T*>(std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge));
+      if (p_) ::madvise(p_, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
+    } else {
+      p_ = static_cast<T*>(std::malloc(bytes));
+    }
+    if (!p_) throw std::bad_alloc();
+    n_ = n;
+    std::fill(p_, p_ + n, v);
+  }
+  bool empty() const { return n_ == 0; }
+  size_t size() const { return n_; }
+  T& operator[](size_t i) { return p_[i]; }
+  const T& operator[](size_t i) const { return p_[i]; }
+  const T* begin() const { return p_; }
+  const T* end() const { return p_ + n_; }
+
+ private:
+  void copy(const TableArray& o) {
+    if (o.n_ == 0) {
+      assign(0, T{});
+      return;
+    }
+    assign(o.n_, o.p_[0]);
+    std::memcpy(static_cast<void*>(p_), o.p_, o.n_ * sizeof(T));
+  }
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 // Open-addressing (linear probing) map from a 64-bit key to V, filled once then read-only. Key
 // and value share a slot, so a look-up touches one cache line.
 template <typename V>
@@ -88,6 +182,10 @@ class FlatMap64 {
       if (s.key == key) return false;
     }
   }
+  // Starts loading the slot of `key` into the cache (a batch of inserts or look-ups ahead).
+  void prefetch(uint64_t key) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash(key) & mask_]);
+  }
   const V* find(uint64_t key) const {
     if (slots_.empty()) return nullptr;
     for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
@@ -111,21 +209,21 @@ class FlatMap64 {
     return (size_t)k;
   }
   void grow() {
-    std::vector<Slot> old = std::move(slots_);
+    TableArray<Slot> old = std::move(slots_);
     reserve(std::max<size_t>(16, old.size()));
     size_ = 0;
     for (const Slot& s : old)
       if (s.key != kEmpty) insert(s.key, s.val);
   }
-  std::vector<Slot> slots_;
+  TableArray<Slot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
 };
 
-// Open-addressing index from token string to id (the strings stay in the caller's vector). A
-// slot packs 32 bits of the string's hash with its id, so most misses cost no string compare and
-// a probe touches one cache line. Several times faster than
-// std::unordered_map<std::string_view, int32_t> on the BPE inner loop.
+// Open-addressing index from token string to id. It keeps its own copy of the strings, back to
+// back, and a slot holds 32 bits of the string's hash, its id and where its bytes are: most misses
+// cost no string compare and a hit touches one slot and the string itself. Several times faster
+// than std::unordered_map<std::string_view, int32_t> on the BPE inner loop.
 class StringIndex {
  public:
   static uint64_t hash(std::string_view s) {
@@ -149,22 +247,39 @@ class StringIndex {
     h *= 0xc4ceb9fe1a85ec53ULL;
     return h ^ (h >> 33);
   }
-  // Indexes strings[i] -> i; the first of duplicate strings wins. `strings` must outlive this.
-  void build(const std::vector<std::string>& strings) {
-    strings_ = &strings;
+  // Indexes strings[i] -> i; the first of duplicate strings wins.
+  void build(const std::vector<std::string>& strings) { build(std::vector<std::string_view>(strings.begin(), strings.end())); }
+  void build(const std::vector<std::string_view>& strings) {
+    size_t bytes = 0;
+    for (std::string_view s : strings) bytes += s.size();
+    text_.resize(bytes);
     size_t cap = 16;
     while (cap < strings.size() * 2) cap <<= 1;
-    slots_.assign(cap, Slot{0, -1});
+    slots_.assign(cap, Slot{0, -1, 0, 0});
     mask_ = cap - 1;
-    for (size_t i = 0; i < strings.size(); ++i) {
-      const uint64_t h = hash(strings[i]);
-      for (size_t k = h & mask_;; k = (k + 1) & mask_) {
-        Slot& sl = slots_[k];
-        if (sl.id < 0) {
-          sl = {tag(h), (int32_t)i};
-          break;
+    // Hashes go in batches ahead of the probes, so the cache misses of many inserts overlap.
+    constexpr size_t kBatch = 32;
+    uint64_t hs[kBatch];
+    size_t at = 0;
+    for (size_t b = 0; b < strings.size(); b += kBatch) {
+      const size_t m = std::min(kBatch, strings.size() - b);
+      for (size_t j = 0; j < m; ++j) {
+        hs[j] = hash(strings[b + j]);
+        __builtin_prefetch(&slots_[hs[j] & mask_], 1);
+      }
+      for (size_t j = 0; j < m; ++j) {
+        const std::string_view s = strings[b + j];
+        if (!s.empty()) std::memcpy(text_.data() + at, s.data(), s.size());
+        const uint64_t h = hs[j];
+        for (size_t k = h & mask_;; k = (k + 1) & mask_) {
+          Slot& sl = slots_[k];
+          if (sl.id < 0) {
+            sl = {tag(h), (int32_t)(b + j), (uint32_t)at, (uint32_t)s.size()};
+            break;
+          }
+          if (sl.tag == tag(h) && equal(sl, s)) break;
         }
-        if (sl.tag == tag(h) && strings[sl.id] == strings[i]) break;
+        at += s.size();
       }
     }
   }
@@ -182,7 +297,7 @@ class StringIndex {
       }
       for (size_t i = 0; i < m; ++i) {
         const Slot& sl = slots_[h[i] & mask_];
-        if (sl.id >= 0) __builtin_prefetch(&(*strings_)[sl.id]);
+        if (sl.id >= 0) __builtin_prefetch(text_.data() + sl.off);
       }
       for (size_t i = 0; i < m; ++i) ids[b + i] = probe(keys[b + i], h[i]);
     }
@@ -192,17 +307,21 @@ class StringIndex {
   struct Slot {
     uint32_t tag;
     int32_t id;  // -1: empty
+    uint32_t off, len;  // the string in text_
   };
   static uint32_t tag(uint64_t h) { return (uint32_t)(h >> 32); }
+  bool equal(const Slot& sl, std::string_view s) const {
+    return sl.len == s.size() && (s.empty() || std::memcmp(text_.data() + sl.off, s.data(), s.size()) == 0);
+  }
   int32_t probe(std::string_view s, uint64_t h) const {
     for (size_t k = h & mask_;; k = (k + 1) & mask_) {
-      const Slot sl = slots_[k];
+      const Slot& sl = slots_[k];
       if (sl.id < 0) return -1;
-      if (sl.tag == tag(h) && (*strings_)[sl.id] == s) return sl.id;
+      if (sl.tag == tag(h) && equal(sl, s)) return sl.id;
     }
   }
-  const std::vector<std::string>* strings_ = nullptr;
-  std::vector<Slot> slots_{Slot{0, -1}};  // one empty slot: find() before build() finds nothing
+  std::string text_;
+  std::vector<Slot> slots_{Slot{0, -1, 0, 0}};  // one empty slot: find() before build() finds nothing
   size_t mask_ = 0;
 };
 

@@ -5,8 +5,10 @@
 #include "text/hf_tokenizer.h"
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -23,6 +25,8 @@ using detail::pair_key;
 using detail::Symbol;
 using hf::json;
 
+constexpr uint32_t kNoChar = 0x110000;  // beyond Unicode
+
 struct MergeInfo {
   int32_t rank = 0;
   int32_t result = 0;
@@ -38,35 +42,60 @@ struct Scratch {
 
 // Word -> ids memo shared by all encode() calls, as tokenizers' BPE cache: natural text repeats
 // its words, and a hit skips the merge loop and its cache-missing hash look-ups. Sharded by hash,
-// each shard under its own mutex; bounded (a full shard stops taking words), words up to 64 bytes.
+// each shard under its own mutex: an open-addressing table whose words and ids sit back to back
+// in two buffers (no allocation per entry). Bounded: a full shard stops taking words; words up
+// to 64 bytes.
 class WordCache {
  public:
   static constexpr size_t kMaxWord = 64;
-  bool get(std::string_view w, std::vector<int32_t>& out) const {
-    Shard& s = shard(w);
+  static uint64_t hash(std::string_view w) { return detail::StringIndex::hash(w); }
+  bool get(std::string_view w, uint64_t h, std::vector<int32_t>& out) const {
+    Shard& s = shard(h);
     std::lock_guard<std::mutex> lock(s.mu);
-    const auto it = s.map.find(w);
-    if (it == s.map.end()) return false;
-    out.insert(out.end(), it->second.begin(), it->second.end());
-    return true;
+    if (s.slots.empty()) return false;
+    for (size_t i = (h >> 4) & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
+      const Entry& e = s.slots[i];
+      if (e.key_len == 0) return false;
+      if (e.hash == h && e.key_len == w.size() && std::memcmp(s.keys.data() + e.key_off, w.data(), w.size()) == 0) {
+        out.insert(out.end(), s.ids.begin() + e.ids_off, s.ids.begin() + e.ids_off + e.n_ids);
+        return true;
+      }
+    }
   }
-  void put(std::string_view w, const int32_t* ids, size_t n) const {
-    Shard& s = shard(w);
+  void put(std::string_view w, uint64_t h, const int32_t* ids, size_t n) const {
+    if (w.empty() || w.size() > kMaxWord || n > 0xFFFF) return;
+    Shard& s = shard(h);
     std::lock_guard<std::mutex> lock(s.mu);
-    if (s.map.size() < kPerShard) s.map.emplace(std::string(w), std::vector<int32_t>(ids, ids + n));
+    if (s.count >= kPerShard) return;
+    if (s.slots.empty()) s.slots.assign(kSlots, Entry{});
+    for (size_t i = (h >> 4) & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
+      Entry& e = s.slots[i];
+      if (e.key_len == 0) {
+        e = {h, (uint32_t)s.keys.size(), (uint32_t)s.ids.size(), (uint16_t)w.size(), (uint16_t)n};
+        s.keys.append(w);
+        s.ids.insert(s.ids.end(), ids, ids + n);
+        ++s.count;
+        return;
+      }
+      if (e.hash == h && e.key_len == w.size() && std::memcmp(s.keys.data() + e.key_off, w.data(), w.size()) == 0) return;
+    }
   }
 
  private:
-  static constexpr size_t kShards = 16, kPerShard = 4096;
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return (size_t)detail::StringIndex::hash(s); }
+  static constexpr size_t kShards = 16, kPerShard = 4096, kSlots = 2 * kPerShard;
+  struct Entry {
+    uint64_t hash = 0;
+    uint32_t key_off = 0, ids_off = 0;
+    uint16_t key_len = 0, n_ids = 0;  // key_len 0: empty slot
   };
   struct Shard {
     std::mutex mu;
-    std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> map;
+    std::vector<Entry> slots;  // kSlots once the first word is put
+    std::string keys;
+    std::vector<int32_t> ids;
+    size_t count = 0;
   };
-  Shard& shard(std::string_view w) const { return shards_[(detail::StringIndex::hash(w) >> 40) % kShards]; }
+  Shard& shard(uint64_t h) const { return shards_[h % kShards]; }
   mutable std::array<Shard, kShards> shards_;
 };
 
@@ -79,14 +108,33 @@ class BpeModel {
   explicit BpeModel(hf::TokenizerFile& f);
   void encode_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const;
   int32_t find(std::string_view s) const { return index_.find(s); }
-  const std::vector<std::string>& vocab() const { return vocab_; }
+  const std::vector<std::string_view>& vocab() const { return vocab_; }
   int32_t unk() const { return unk_; }
 
  private:
   int32_t char_id(std::string_view word, size_t i, size_t n, bool valid) const;
-  void resolve_merges(const std::vector<std::pair<std::string, std::string>>& merges);
+  int32_t plain_char_id(uint32_t cp) const {
+    if (cp < low_char_.size()) return low_char_[cp];
+    const int32_t* id = high_char_.find(cp);
+    return id ? *id : -1;
+  }
+  void merge_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const;
+  void split_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const;
+  // Whether some merge joins a token ending in character x to one starting with y: a Bloom-style
+  // bit set over those (x, y) pairs (a false "maybe" only loses a split point).
+  static size_t seam_bit(uint32_t x, uint32_t y) {
+    uint64_t k = ((uint64_t)x << 21 | y) * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(k >> (64 - kSeamBits));
+  }
+  bool may_join(uint32_t x, uint32_t y) const {
+    const size_t b = seam_bit(x, y);
+    return (seams_[b >> 6] >> (b & 63)) & 1;
+  }
+  static constexpr int kSeamBits = 20;
+  void resolve_merges(const std::vector<std::pair<std::string_view, std::string_view>>& merges);
 
-  std::vector<std::string> vocab_;  // id -> token ("" where the vocabulary has no such id)
+  std::string text_;                     // the token strings, back to back
+  std::vector<std::string_view> vocab_;  // id -> token in text_ ("" where the vocabulary has no such id)
   detail::StringIndex index_;       // over vocab_
   detail::FlatMap64<MergeInfo> merges_;
   // Ids of the single-character tokens: a table below U+0800, a hash map above.
@@ -96,6 +144,7 @@ class BpeModel {
   std::string prefix_, suffix_;  // continuing_subword_prefix, end_of_word_suffix
   int32_t unk_ = -1;
   bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
+  std::vector<uint64_t> seams_;  // may_join's bits; empty: words are never split
   WordCache cache_;
 };
 
@@ -117,22 +166,30 @@ BpeModel::BpeModel(hf::TokenizerFile& f) {
   ignore_merges_ = hf::get_bool(*model, "ignore_merges", what, false);
 
   int64_t n = 0;
-  for (const auto& [tok, id] : f.vocab) n = std::max(n, id + 1);
+  size_t bytes = 0;
+  for (const auto& [tok, id] : f.vocab) {
+    n = std::max<int64_t>(n, id + 1);
+    bytes += tok.size();
+  }
   EV_CHECK(n > 0, "tokenizer.json: the vocabulary is empty");
   EV_CHECK(n <= (int64_t)f.vocab.size() * 2 + 1024, "tokenizer.json: vocabulary ids reach ", n - 1, " for ",
            f.vocab.size(), " tokens");
-  vocab_.resize((size_t)n);
+  text_.resize(bytes);
+  vocab_.assign((size_t)n, std::string_view());
   std::vector<uint8_t> seen((size_t)n);
-  for (auto& [tok, id] : f.vocab) {
+  size_t at = 0;
+  for (const auto& [tok, id] : f.vocab) {
     EV_CHECK(!seen[id], "tokenizer.json: vocabulary id ", id, " is given twice ('", vocab_[id], "', '", tok, "')");
     seen[id] = 1;
-    vocab_[id] = std::move(tok);
+    std::memcpy(text_.data() + at, tok.data(), tok.size());
+    vocab_[id] = std::string_view(text_.data() + at, tok.size());
+    at += tok.size();
   }
   f.vocab = {};
   index_.build(vocab_);
   low_char_.fill(-1);
   for (size_t id = 0; id < vocab_.size(); ++id) {
-    const std::string& t = vocab_[id];
+    const std::string_view t = vocab_[id];
     if (t.empty() || utf8::valid_char_len(t, 0) != t.size()) continue;
     const uint32_t cp = detail::utf8_codepoint_at(t, 0, t.size());
     if (cp < low_char_.size()) {
@@ -156,43 +213,84 @@ BpeModel::BpeModel(hf::TokenizerFile& f) {
 }
 
 // Merge r "a b" -> (id a, id b) -> (r, id of a+b), where a leading continuing-subword prefix of b
-// is not repeated in the merged token. The look-ups go in batches (StringIndex::find_many): on
-// Gemma 3's 515k merges that is ~3x faster than one by one.
-void BpeModel::resolve_merges(const std::vector<std::pair<std::string, std::string>>& merges) {
-  merges_.reserve(merges.size());
-  constexpr size_t kChunk = 4096;
-  std::vector<std::string_view> keys;
-  std::vector<int32_t> ids;
-  std::string joined;
-  for (size_t c0 = 0; c0 < merges.size(); c0 += kChunk) {
-    const size_t c1 = std::min(merges.size(), c0 + kChunk);
-    joined.clear();
+// is not repeated in the merged token. The look-ups go in batches (StringIndex::find_many: the
+// cache misses of a batch overlap) on two threads; the table is then filled in rank order.
+void BpeModel::resolve_merges(const std::vector<std::pair<std::string_view, std::string_view>>& merges) {
+  const size_t n = merges.size();
+  auto joined_of = [&](size_t r, std::string& out) {
+    const auto& [a, b] = merges[r];
+    out += a;
+    out += !prefix_.empty() && b.starts_with(prefix_) ? b.substr(prefix_.size()) : b;
+  };
+  std::vector<int32_t> ids(n * 3);
+  // The (last character of a, first character of b) pairs, for split_word. Only without a
+  // prefix/suffix, where a merged token's text is exactly the text it covers.
+  const bool seams = prefix_.empty() && suffix_.empty();
+  std::vector<uint64_t> seam_bits[2];
+  auto lookup = [&](size_t begin, size_t end) {
+    if (seams) {
+      std::vector<uint64_t>& bits = seam_bits[begin == 0 ? 0 : 1];
+      bits.assign((size_t)1 << (kSeamBits - 6), 0);
+      for (size_t r = begin; r < end; ++r) {
+        const auto& [a, b] = merges[r];
+        if (a.empty() || b.empty()) continue;
+        size_t i = a.size() - 1;
+        while (i > 0 && ((uint8_t)a[i] & 0xC0) == 0x80) --i;
+        size_t la = utf8::valid_char_len(a, i), lb = utf8::valid_char_len(b, 0);
+        // A token that does not end / start with a whole character: no split around it is safe.
+        const uint32_t x = la == a.size() - i ? detail::utf8_codepoint_at(a, i, la) : kNoChar;
+        const uint32_t y = lb > 0 ? detail::utf8_codepoint_at(b, 0, lb) : kNoChar;
+        const size_t bit = seam_bit(x, y);
+        bits[bit >> 6] |= uint64_t{1} << (bit & 63);
+      }
+    }
+    constexpr size_t kChunk = 4096;
+    std::string joined;
     std::vector<size_t> ends;
-    for (size_t r = c0; r < c1; ++r) {
-      const auto& [a, b] = merges[r];
-      joined += a;
-      if (!prefix_.empty() && b.compare(0, prefix_.size(), prefix_) == 0) joined.append(b, prefix_.size());
-      else joined += b;
-      ends.push_back(joined.size());
+    std::vector<std::string_view> keys;
+    for (size_t c0 = begin; c0 < end; c0 += kChunk) {
+      const size_t c1 = std::min(end, c0 + kChunk);
+      joined.clear();
+      ends.clear();
+      for (size_t r = c0; r < c1; ++r) {
+        joined_of(r, joined);
+        ends.push_back(joined.size());
+      }
+      keys.clear();
+      for (size_t r = c0, b = 0; r < c1; ++r) {
+        keys.push_back(merges[r].first);
+        keys.push_back(merges[r].second);
+        keys.push_back(std::string_view(joined).substr(b, ends[r - c0] - b));
+        b = ends[r - c0];
+      }
+      index_.find_many(keys.data(), keys.size(), &ids[c0 * 3]);
     }
-    keys.clear();
-    for (size_t r = c0, begin = 0; r < c1; ++r) {
-      keys.push_back(merges[r].first);
-      keys.push_back(merges[r].second);
-      keys.push_back(std::string_view(joined).substr(begin, ends[r - c0] - begin));
-      begin = ends[r - c0];
-    }
-    ids.resize(keys.size());
-    index_.find_many(keys.data(), keys.size(), ids.data());
-    for (size_t r = c0; r < c1; ++r) {
-      const int32_t* m = &ids[(r - c0) * 3];
+  };
+  if (n >= 65536 && std::thread::hardware_concurrency() >= 2) {
+    std::thread second(lookup, n / 2, n);
+    lookup(0, n / 2);
+    second.join();
+  } else {
+    lookup(0, n);
+  }
+  if (seams) {
+    seams_ = std::move(seam_bits[0]);
+    for (size_t k = 0; k < seam_bits[1].size(); ++k) seams_[k] |= seam_bits[1][k];
+  }
+  merges_.reserve(n);
+  constexpr size_t kAhead = 16;
+  for (size_t r = 0; r < n; ++r) {
+    if (r + kAhead < n) merges_.prefetch(pair_key(ids[(r + kAhead) * 3], ids[(r + kAhead) * 3 + 1]));
+    const int32_t* m = &ids[r * 3];
+    if (m[0] < 0 || m[1] < 0 || m[2] < 0) {
       const auto& [a, b] = merges[r];
       EV_CHECK(m[0] >= 0 && m[1] >= 0, "tokenizer.json: merge ", r, " ('", a, " ", b, "') refers to unknown token '",
                m[0] < 0 ? a : b, "'");
-      EV_CHECK(m[2] >= 0, "tokenizer.json: merge ", r, " ('", a, " ", b, "') makes '", keys[(r - c0) * 3 + 2],
-               "', which is not in the vocabulary");
-      merges_.insert(pair_key(m[0], m[1]), MergeInfo{(int32_t)r, m[2]});  // the first rank of a pair wins
+      std::string joined;
+      joined_of(r, joined);
+      fail("tokenizer.json: merge ", r, " ('", a, " ", b, "') makes '", joined, "', which is not in the vocabulary");
     }
+    merges_.insert(pair_key(m[0], m[1]), MergeInfo{(int32_t)r, m[2]});  // the first rank of a pair wins
   }
 }
 
@@ -223,8 +321,47 @@ void BpeModel::encode_word(std::string_view word, Scratch& sc, std::vector<int32
       return;
     }
   }
+  if (word.size() > WordCache::kMaxWord && !seams_.empty()) {
+    split_word(word, sc, out);
+    return;
+  }
+  merge_word(word, sc, out);
+}
+
+// A long word (Gemma's pre-tokenizer leaves whole sentences as one word) is cut where no merge
+// can ever join the two sides: between characters x and y that are vocabulary characters of
+// their own (so a token covering x ends in x, one covering y starts with y) and that no merge
+// pairs (may_join). BPE then merges each part on its own exactly as it would have in the whole,
+// and the parts, words of ordinary size, go through the word cache. Cuts are made before a
+// space-like character, or anywhere allowed once a part is long.
+void BpeModel::split_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const {
+  constexpr size_t kLongPart = 48;
+  size_t begin = 0;
+  uint32_t x = kNoChar;  // the previous character, kNoChar when not plain
+  for (size_t i = 0; i < word.size();) {
+    const size_t n = utf8::valid_char_len(word, i);
+    uint32_t y = kNoChar;
+    if (n > 0) {
+      y = detail::utf8_codepoint_at(word, i, n);
+      if (plain_char_id(y) < 0) y = kNoChar;
+    }
+    if (x != kNoChar && y != kNoChar && i > begin &&
+        (y == ' ' || y == 0x2581 || y == 0x120 || y == '\n' || i - begin >= kLongPart) && !may_join(x, y)) {
+      merge_word(word.substr(begin, i - begin), sc, out);
+      begin = i;
+    }
+    x = y;
+    i += n > 0 ? n : 1;
+  }
+  merge_word(word.substr(begin), sc, out);
+}
+
+// BPE merges of one word (no ignore_merges short cut), through the word cache.
+void BpeModel::merge_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
   const bool cacheable = word.size() <= WordCache::kMaxWord;
-  if (cacheable && cache_.get(word, out)) return;
+  const uint64_t h = cacheable ? WordCache::hash(word) : 0;
+  if (cacheable && cache_.get(word, h, out)) return;
   const size_t first_out = out.size();
   std::vector<Symbol>& syms = sc.syms;
   syms.clear();
@@ -268,8 +405,9 @@ void BpeModel::encode_word(std::string_view word, Scratch& sc, std::vector<int32
     });
   }
   for (int32_t k = 0; k >= 0; k = syms[k].next) out.push_back(syms[k].id);
-  if (cacheable) cache_.put(word, out.data() + first_out, out.size() - first_out);
+  if (cacheable) cache_.put(word, h, out.data() + first_out, out.size() - first_out);
 }
+
 
 // ---------------------------------------------------------------------------------------------
 // The tokenizer

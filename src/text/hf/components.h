@@ -21,14 +21,20 @@ namespace edgevl::text::hf {
 
 using json = nlohmann::json;
 
-// ---- tokenizer.json, read in one SAX pass ----
-// model.vocab and model.merges (the bulk of the file) go straight into vectors; everything else
-// is kept as JSON. Throws Error on malformed JSON or a vocab/merges of the wrong shape.
+// ---- tokenizer.json, read with simdjson ----
+// model.vocab and model.merges (the bulk of the file) are views of the parsed document's strings
+// (alive as long as `storage`); everything else is kept as JSON. Throws Error on malformed JSON
+// or a vocab/merges of the wrong shape.
 struct TokenizerFile {
+  struct Token {
+    std::string_view text;
+    int32_t id;
+  };
   json rest;  // the document without model.vocab and model.merges
   bool has_vocab = false, has_merges = false;
-  std::vector<std::pair<std::string, int64_t>> vocab;         // token, id; in file order
-  std::vector<std::pair<std::string, std::string>> merges;    // by rank
+  std::vector<Token> vocab;                                         // in file order
+  std::vector<std::pair<std::string_view, std::string_view>> merges;  // by rank
+  std::shared_ptr<const void> storage;                              // owns the strings above
 };
 TokenizerFile parse_tokenizer_json(std::string_view text);
 

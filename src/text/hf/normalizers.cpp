@@ -181,7 +181,27 @@ class UnicodeForm final : public Normalizer {
   }
 
  private:
+  // A valid run: only its non-ASCII stretches go through utf8proc, each with the ASCII character
+  // before it (a combining mark may compose with that one). ASCII characters never decompose,
+  // and no character composes with a following ASCII one, so the rest stays as it is.
   void map_run(std::string_view run, std::string& out) const {
+    size_t i = 0;
+    while (i < run.size()) {
+      size_t j = i;
+      while (j < run.size() && (uint8_t)run[j] < 0x80) ++j;
+      if (j == run.size()) {
+        out.append(run.substr(i));
+        return;
+      }
+      const size_t begin = j > i ? j - 1 : j;
+      out.append(run.substr(i, begin - i));
+      size_t k = j;
+      while (k < run.size() && (uint8_t)run[k] >= 0x80) ++k;
+      map_utf8proc(run.substr(begin, k - begin), out);
+      i = k;
+    }
+  }
+  void map_utf8proc(std::string_view run, std::string& out) const {
     if (run.empty()) return;
     utf8proc_uint8_t* dst = nullptr;
     const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(run.data()), (utf8proc_ssize_t)run.size(),
