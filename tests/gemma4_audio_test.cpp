@@ -23,6 +23,7 @@ namespace edgevl {
 namespace {
 
 using test::golden_hf;
+using test::isas;
 using test::rel_error;
 
 std::vector<float> f32(const TensorRef& t) {
@@ -35,16 +36,6 @@ std::vector<float> f32(const TensorRef& t) {
 std::vector<uint8_t> bools(const TensorRef& t) {
   EXPECT_EQ(t.dtype, DType::BOOL) << t.name;
   return std::vector<uint8_t>(t.data, t.data + t.numel());
-}
-
-// Every kernel set this CPU runs (the scalar one is the reference).
-std::vector<std::string> isas() {
-  std::vector<std::string> r = {"scalar"};
-  const CpuFeatures& f = cpu_features();
-  if (f.avx2 && f.fma && f.f16c) r.push_back("avx2");
-  if (f.avx512f && f.avx512bw && f.avx512vl) r.push_back("avx512");
-  if (f.neon) r.push_back("neon");
-  return r;
 }
 
 struct Loaded {
@@ -186,37 +177,6 @@ TEST(Gemma4Audio, BadInputIsAnError) {
   EXPECT_THROW(cfg(R"({"attention_logit_cap": 0})"), Error);
   EXPECT_THROW(cfg(R"({"hidden_act": "tanhshrink"})"), Error);
   EXPECT_THROW(cfg(R"({"conv_kernel_size": 0})"), Error);
-}
-
-}  // namespace
-}  // namespace edgevl
-
-namespace edgevl {
-namespace {
-
-// Timing of a full-width tower (EDGEVL_AUDIO_BENCH = a folder like the golden one, e.g. random
-// weights at the real 1024-wide shape): 30 s of features, time per stage from the tap's calls.
-TEST(Gemma4Audio, Bench) {
-  const char* dir = std::getenv("EDGEVL_AUDIO_BENCH");
-  if (!dir) GTEST_SKIP() << "set EDGEVL_AUDIO_BENCH to a checkpoint folder";
-  Loaded m = load(dir, false);
-  Context ctx(std::getenv("EDGEVL_THREADS") ? std::atoi(std::getenv("EDGEVL_THREADS")) : 2);
-  const int64_t M = m.enc->config().n_mel, Tf = 3000;
-  Tensor feats({Tf, M});
-  std::mt19937 rng(1);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (float& v : feats.vec()) v = nd(rng);
-  auto t0 = std::chrono::steady_clock::now(), last = t0;
-  auto tap = [&](std::string_view name, const float*, int64_t, int64_t) {
-    const auto now = std::chrono::steady_clock::now();
-    std::printf("  %-26s %8.1f ms\n", std::string(name).c_str(),
-                std::chrono::duration<double, std::milli>(now - last).count());
-    last = now;
-  };
-  Tensor out;
-  const int64_t n = m.enc->encode(ctx, feats, {}, out, tap);
-  std::printf("  total %.1f ms for %lld soft tokens\n",
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), (long long)n);
 }
 
 }  // namespace

@@ -6,6 +6,9 @@
 namespace edgevl::cli {
 
 void add_generate(CLI::App& app);
+void add_run(CLI::App& app);
+void add_chat(CLI::App& app);
+void add_preprocess(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_info(CLI::App& app);

@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   CLI::App app{"edgevl: run and post-train compact multimodal models entirely on this device"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "edgevl 0.1.0");
+  edgevl::cli::add_run(app);
+  edgevl::cli::add_chat(app);
   edgevl::cli::add_generate(app);
   edgevl::cli::add_perplexity(app);
   edgevl::cli::add_bench(app);
@@ -16,6 +18,7 @@ int main(int argc, char** argv) {
   edgevl::cli::add_quantize(app);
   edgevl::cli::add_init(app);
   edgevl::cli::add_dump(app);
+  edgevl::cli::add_preprocess(app);
   edgevl::cli::add_template(app);
   edgevl::cli::add_tokenize(app);
   edgevl::cli::add_detokenize(app);

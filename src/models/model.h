@@ -69,8 +69,12 @@ class CausalLM {
                                Tensor& out, const ActivationTap& tap = {});
   // features [frames, bins] and mask [frames] (1 = real frame), as the audio feature extractor
   // writes them.
-  virtual int64_t encode_audio(Context& ctx, const float* features, const uint8_t* mask, int64_t frames, Tensor& out,
-                               const ActivationTap& tap = {});
+  virtual int64_t encode_audio(Context& ctx, const float* features, const uint8_t* mask, int64_t frames, int64_t bins,
+                               Tensor& out, const ActivationTap& tap = {});
+  // Reproduce HF transformers' eager-attention numerics where they differ from the model as
+  // intended (Gemma 4's audio tower: eager inverts its window mask). Off by default; golden
+  // comparisons (`edgevl dump`, the parity tests) turn it on, since the goldens used eager.
+  virtual void match_hf_eager_attention(bool on) {}
 
  protected:
   ModelInfo info_;

@@ -48,7 +48,8 @@ int64_t CausalLM::encode_image(Context&, const float*, const int64_t*, int64_t, 
   fail(source_->path(), ": this model has no vision encoder (images are not supported)");
 }
 
-int64_t CausalLM::encode_audio(Context&, const float*, const uint8_t*, int64_t, Tensor&, const ActivationTap&) {
+int64_t CausalLM::encode_audio(Context&, const float*, const uint8_t*, int64_t, int64_t, Tensor&,
+                               const ActivationTap&) {
   fail(source_->path(), ": this model has no audio encoder (audio is not supported)");
 }
 

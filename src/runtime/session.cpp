@@ -62,6 +62,28 @@ const Tensor& Session::feed(const std::vector<int32_t>& tokens, const Activation
   return logits_;
 }
 
+const Tensor& Session::feed(const MediaPrompt& prompt, const ActivationTap& tap) {
+  const int64_t hidden = engine_.model->info().hidden;
+  EV_CHECK((int64_t)prompt.embeds.size() == (int64_t)prompt.embed_positions.size() * hidden, "feed: ",
+           prompt.embed_positions.size(), " soft-token positions but ", prompt.embeds.size(), " values (hidden size ",
+           hidden, ")");
+  ForwardRequest req;
+  req.tokens = prompt.tokens;
+  req.tap = tap;
+  req.embed_positions = prompt.embed_positions;
+  req.embeds = prompt.embeds.empty() ? nullptr : prompt.embeds.data();
+  engine_.model->forward(*engine_.ctx, cache_, req, logits_);
+  history_.insert(history_.end(), prompt.tokens.begin(), prompt.tokens.end());
+  return logits_;
+}
+
+void Session::rewind(int64_t n) {
+  EV_CHECK(n >= 0 && n <= (int64_t)history_.size(), "rewind: ", n, " is outside the ", history_.size(),
+           " fed tokens");
+  cache_.truncate(n);
+  history_.resize(n);
+}
+
 namespace {
 // Length of the longest suffix of `text` that is a proper prefix of some stop string: that much
 // must be held back from streaming until the next token decides it.
@@ -79,9 +101,14 @@ size_t stop_prefix_holdback(const std::string& text, const std::vector<std::stri
 
 GenerateResult Session::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opt,
                                  const std::function<bool(const std::string&)>& on_text) {
+  return generate(MediaPrompt{prompt, {}, {}}, opt, on_text);
+}
+
+GenerateResult Session::generate(const MediaPrompt& prompt, const GenerateOptions& opt,
+                                 const std::function<bool(const std::string&)>& on_text) {
   GenerateResult r;
-  r.prompt_tokens = (int64_t)prompt.size();
-  EV_CHECK(!prompt.empty(), "generate: empty prompt");
+  r.prompt_tokens = (int64_t)prompt.tokens.size();
+  EV_CHECK(!prompt.tokens.empty(), "generate: empty prompt");
   auto t0 = std::chrono::steady_clock::now();
   feed(prompt);
   r.prefill_ms = ms_since(t0);

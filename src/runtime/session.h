@@ -47,18 +47,31 @@ struct GenerateResult {
   int64_t prompt_tokens = 0;
 };
 
+// A prompt with multimodal soft tokens: the placeholder tokens at embed_positions take the rows
+// of embeds (the model's hidden size each, in order) instead of their embeddings.
+struct MediaPrompt {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> embed_positions;
+  std::vector<float> embeds;
+};
+
 class Session {
  public:
   Session(Engine& engine, int64_t context_length);
 
   // Feeds tokens (prompt or continuation); returns logits of the last one.
   const Tensor& feed(const std::vector<int32_t>& tokens, const ActivationTap& tap = {});
+  const Tensor& feed(const MediaPrompt& prompt, const ActivationTap& tap = {});
   // Generates after `prompt` (fed first). on_text receives streamed text (whole UTF-8 characters,
   // never part of a stop string); return false from it to stop early.
   GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& opt,
                           const std::function<bool(const std::string&)>& on_text = {});
+  GenerateResult generate(const MediaPrompt& prompt, const GenerateOptions& opt,
+                          const std::function<bool(const std::string&)>& on_text = {});
   int64_t position() const { return cache_.size(); }
   void reset() { cache_.clear(); history_.clear(); }
+  // Forgets every position from n on (keeps the first n fed tokens).
+  void rewind(int64_t n);
   const std::vector<int32_t>& history() const { return history_; }
 
  private:

@@ -74,7 +74,6 @@ std::vector<uint8_t> gemma4_audio_output_mask(const uint8_t* mask, int64_t frame
 
 namespace {
 
-constexpr float kInf = std::numeric_limits<float>::infinity();
 
 float activate(ops::Activation a, float v) {
   switch (a) {
@@ -166,7 +165,7 @@ std::vector<WeightSpec<Enc::LayerWeights>> layer_table(const Gemma4AudioConfig& 
 }
 
 struct ClippedSpec {
-  Enc::ClippedLinear Enc::LayerWeights::*slot;
+  ClippedLinear Enc::LayerWeights::*slot;
   const char* hf;  // the Gemma4ClippableLinear module; its weight is <hf>.linear.weight
   int64_t out, in;
 };
@@ -193,20 +192,6 @@ std::vector<ClippedSpec> clipped_table(const Gemma4AudioConfig& c) {
 struct Scratch {
   Tensor x, xn, h, wide, q, k, v, attn, rel_k, clip_in;
 };
-
-// Gemma4ClippableLinear: clamp the input, linear, clamp the output (bounds ±inf = no clamp).
-void clipped_linear(Context& ctx, const Enc::ClippedLinear& l, const float* x, int64_t rows, float* y, Tensor& tmp) {
-  const Enc::Clip& c = l.clip;
-  const int64_t K = l.w.cols(), N = l.w.rows();
-  if (c.in_min > -kInf || c.in_max < kInf) {
-    tmp.resize({rows, K});
-    std::memcpy(tmp.data(), x, rows * K * sizeof(float));
-    clamp(tmp.data(), rows * K, c.in_min, c.in_max);
-    x = tmp.data();
-  }
-  ops::linear(ctx, l.w, x, rows, y);
-  if (c.out_min > -kInf || c.out_max < kInf) clamp(y, rows * N, c.out_min, c.out_max);
-}
 
 // Gemma4AudioSubSampleConvProjectionLayer on channels-last maps: zero the masked input frames,
 // Conv2d(3x3, stride 2, padding 1, no bias) as im2col + matmul, LayerNorm over channels (weight,
@@ -266,11 +251,7 @@ Gemma4AudioEncoder::Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig
     for (const ClippedSpec& s : clipped) {
       const std::string base = s.hf;
       ClippedLinear& cl = lw.*(s.slot);
-      cl.w = loader_.load((base + ".linear.weight").c_str(), nullptr, {s.out, s.in}, kRequired, l);
-      cl.clip = {-kInf, kInf, -kInf, kInf};
-      if (c.clipped_linears)
-        cl.clip = {loader_.scalar(base + ".input_min", nullptr, l), loader_.scalar(base + ".input_max", nullptr, l),
-                   loader_.scalar(base + ".output_min", nullptr, l), loader_.scalar(base + ".output_max", nullptr, l)};
+      cl.load(loader_, base, s.out, s.in, c.clipped_linears, l);
     }
     // F.softplus (beta 1, threshold 20) of the learned per-dimension query scale.
     const float* pds = lw.per_dim_scale.f32();
@@ -315,16 +296,16 @@ namespace {
 
 // Gemma4AudioFeedForward: x += residual_weight * post_norm(W2(act(W1(pre_norm(clip(x)))))), with the
 // gradient clamp before each norm.
-void feed_forward(Context& ctx, const Gemma4AudioConfig& c, const Enc::ClippedLinear& up, const Enc::ClippedLinear& down,
+void feed_forward(Context& ctx, const Gemma4AudioConfig& c, const ClippedLinear& up, const ClippedLinear& down,
                   const WeightRef& pre, const WeightRef& post, int64_t T, Scratch& s) {
   const int64_t D = c.hidden;
   std::memcpy(s.xn.data(), s.x.data(), T * D * sizeof(float));
   clamp(s.xn.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
   ops::rms_norm(s.xn.data(), pre.f32(), s.xn.data(), T, D, c.rms_eps);
   s.wide.resize({T, 4 * D});
-  clipped_linear(ctx, up, s.xn.data(), T, s.wide.data(), s.clip_in);
+  up.apply(ctx, s.xn.data(), T, s.wide.data(), s.clip_in);
   activate(ctx, c.act, s.wide.data(), T * 4 * D);
-  clipped_linear(ctx, down, s.wide.data(), T, s.h.data(), s.clip_in);
+  down.apply(ctx, s.wide.data(), T, s.h.data(), s.clip_in);
   clamp(s.h.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
   ops::rms_norm(s.h.data(), post.f32(), s.h.data(), T, D, c.rms_eps);
   ops::scale(s.h.data(), c.residual_weight, T * D);
@@ -347,9 +328,9 @@ void attention(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights
   s.k.resize({T, D});
   s.v.resize({T, D});
   s.attn.resize({T, D});
-  clipped_linear(ctx, w.q, s.xn.data(), T, s.q.data(), s.clip_in);
-  clipped_linear(ctx, w.k, s.xn.data(), T, s.k.data(), s.clip_in);
-  clipped_linear(ctx, w.v, s.xn.data(), T, s.v.data(), s.clip_in);
+  w.q.apply(ctx, s.xn.data(), T, s.q.data(), s.clip_in);
+  w.k.apply(ctx, s.xn.data(), T, s.k.data(), s.clip_in);
+  w.v.apply(ctx, s.xn.data(), T, s.v.data(), s.clip_in);
   const float q_scale = (float)(std::pow((double)Dh, -0.5) / std::log(2.0));
   const float k_scale = (float)(std::log(1.0 + std::exp(1.0)) / std::log(2.0));
   for (int64_t t = 0; t < T; ++t) {
@@ -421,7 +402,7 @@ void light_conv(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeight
   const int64_t D = c.hidden, K = c.conv_kernel;
   ops::rms_norm(s.x.data(), w.lconv_pre_norm.f32(), s.xn.data(), T, D, c.rms_eps);
   s.wide.resize({T, 2 * D});
-  clipped_linear(ctx, w.lconv_start, s.xn.data(), T, s.wide.data(), s.clip_in);
+  w.lconv_start.apply(ctx, s.xn.data(), T, s.wide.data(), s.clip_in);
   // nn.functional.glu over the last dim: first half * sigmoid(second half), into s.xn.
   for (int64_t t = 0; t < T; ++t) {
     const float* a = s.wide.row(t);
@@ -443,7 +424,7 @@ void light_conv(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeight
   clamp(s.h.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
   ops::rms_norm(s.h.data(), w.lconv_conv_norm.f32(), s.h.data(), T, D, c.rms_eps);
   activate(ctx, c.act, s.h.data(), T * D);
-  clipped_linear(ctx, w.lconv_end, s.h.data(), T, s.xn.data(), s.clip_in);
+  w.lconv_end.apply(ctx, s.h.data(), T, s.xn.data(), s.clip_in);
   ops::add(s.x.data(), s.xn.data(), T * D);
 }
 
@@ -487,7 +468,7 @@ int64_t Gemma4AudioEncoder::encode(Context& ctx, const float* features, const ui
     clamp(s.xn.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
     ops::rms_norm(s.xn.data(), w.norm_pre_attn.f32(), s.xn.data(), T, D, c.rms_eps);
     attention(ctx, c, w, rel_pos_, mask ? out_mask.data() : nullptr, T, s);
-    clipped_linear(ctx, w.post, s.attn.data(), T, s.h.data(), s.clip_in);
+    w.post.apply(ctx, s.attn.data(), T, s.h.data(), s.clip_in);
     clamp(s.h.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
     ops::rms_norm(s.h.data(), w.norm_post_attn.f32(), s.h.data(), T, D, c.rms_eps);
     ops::add(s.x.data(), s.h.data(), T * D);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "io/hf_config.h"
+#include "models/gemma4/clipped_linear.h"
 #include "models/model.h"
 #include "models/source.h"
 #include "models/weights.h"
@@ -66,6 +67,7 @@ class Gemma4AudioEncoder {
   Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig cfg, int64_t text_hidden);
 
   const Gemma4AudioConfig& config() const { return cfg_; }
+  void set_hf_eager_mask(bool on) { cfg_.hf_eager_mask = on; }
   int64_t text_hidden() const { return text_hidden_; }
 
   // features: [T, n_mel] log-mel frames of one clip, row-major; mask: T bytes (nonzero = valid
@@ -80,13 +82,6 @@ class Gemma4AudioEncoder {
   int64_t encode(Context& ctx, const Tensor& features, const std::vector<uint8_t>& mask, Tensor& out,
                  const ActivationTap& tap = {}) const;
 
-  struct Clip {  // a ClippableLinear's bounds (±inf when the config turns clipping off)
-    float in_min, in_max, out_min, out_max;
-  };
-  struct ClippedLinear {
-    WeightRef w;
-    Clip clip;
-  };
   struct LayerWeights {
     ClippedLinear ff1_up, ff1_down, ff2_up, ff2_down, q, k, v, post, lconv_start, lconv_end;
     WeightRef ff1_pre_norm, ff1_post_norm, ff2_pre_norm, ff2_post_norm;

@@ -17,12 +17,17 @@ void ClippedLinear::load(WeightLoader& loader, const std::string& prefix, int64_
 }
 
 void ClippedLinear::apply(Context& ctx, const float* x, int64_t rows, float* y, Tensor& scratch) const {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
   const int64_t in = w.cols(), out = w.rows();
-  scratch.resize({rows, in});
-  float* xc = scratch.data();
-  for (int64_t i = 0; i < rows * in; ++i) xc[i] = std::clamp(x[i], in_min, in_max);
-  ops::linear(ctx, w, xc, rows, y);
-  for (int64_t i = 0; i < rows * out; ++i) y[i] = std::clamp(y[i], out_min, out_max);
+  if (in_min > -kInf || in_max < kInf) {
+    scratch.resize({rows, in});
+    float* xc = scratch.data();
+    for (int64_t i = 0; i < rows * in; ++i) xc[i] = std::clamp(x[i], in_min, in_max);
+    x = xc;
+  }
+  ops::linear(ctx, w, x, rows, y);
+  if (out_min > -kInf || out_max < kInf)
+    for (int64_t i = 0; i < rows * out; ++i) y[i] = std::clamp(y[i], out_min, out_max);
 }
 
 }  // namespace edgevl

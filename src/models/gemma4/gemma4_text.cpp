@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "models/common/decoder.h"
 #include "models/gemma4/gemma4.h"
+#include "models/gemma4/audio_encoder.h"
 #include "models/gemma4/gemma4_config.h"
 #include "models/gemma4/vision_encoder.h"
 #include "models/weights.h"
@@ -172,6 +173,21 @@ class Gemma4Model : public CausalLM {
     if (h.has("vision_config"))
       vision_ = std::make_unique<Gemma4VisionEncoder>(*source_, gemma4_vision_config_from_hf(h.sub("vision_config")),
                                                       cfg_.hidden);
+    if (h.has("audio_config"))
+      audio_ = std::make_unique<Gemma4AudioEncoder>(*source_, gemma4_audio_config_from_hf(h.sub("audio_config")),
+                                                    cfg_.hidden);
+  }
+
+  bool has_audio() const override { return audio_ != nullptr; }
+  int64_t encode_audio(Context& ctx, const float* features, const uint8_t* mask, int64_t frames, int64_t bins,
+                       Tensor& out, const ActivationTap& tap) override {
+    if (!audio_) return CausalLM::encode_audio(ctx, features, mask, frames, bins, out, tap);
+    EV_CHECK(bins == audio_->config().n_mel, "audio: features have ", bins, " mel bins, the audio tower takes ",
+             audio_->config().n_mel, " (check the feature extractor's feature_size)");
+    return audio_->encode(ctx, features, mask, frames, out, tap);
+  }
+  void match_hf_eager_attention(bool on) override {
+    if (audio_) audio_->set_hf_eager_mask(on);
   }
 
   bool has_vision() const override { return vision_ != nullptr; }
@@ -384,6 +400,7 @@ class Gemma4Model : public CausalLM {
   WeightLoader loader_;
   MediaTokens tokens_;
   std::unique_ptr<Gemma4VisionEncoder> vision_;
+  std::unique_ptr<Gemma4AudioEncoder> audio_;
   ModelWeights w_;
   nn::Rope rope_sliding_, rope_global_;
   float embed_scale_ = 1.0f, ple_scale_ = 1.0f;
