@@ -198,6 +198,21 @@ TEST_F(CliTest, InitQuantizeGenerateBench) {
   EXPECT_EQ(run("generate -m " + path("hf") + " --ids 1,2,3 -n 4 --temp 0").exit_code, 0);
 }
 
+// Gemma 4 from init: positional output, --gguf and --dtype spellings; the file generates and benches.
+TEST_F(CliTest, InitGemma4GgufGeneratesAndBenches) {
+  const std::string cfg = test::golden_hf("gemma4_text") + "/config.json";
+  auto init = run("init " + cfg + " " + path("g4.gguf") + " --gguf --dtype Q8_0");
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  auto info = run("info " + path("g4.gguf"));
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("gemma4"), std::string::npos) << info.out;
+  auto gen = run("generate -m " + path("g4.gguf") + " -p hello -n 12 --temp 0");
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  auto bench = run("bench -m " + path("g4.gguf") + " -p 16 -n 8 -r 1 --json");
+  ASSERT_EQ(bench.exit_code, 0) << bench.err;
+  EXPECT_NE(bench.out.find("decode_tok_s"), std::string::npos) << bench.out;
+}
+
 TEST_F(CliTest, PerplexityOnGgufVocabulary) {
   const std::string cfg = test::golden_hf("llama256") + "/config.json";
   ASSERT_EQ(run("init " + cfg + " -o " + path("m.gguf")).exit_code, 0);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "kernels/quants.h"
@@ -232,6 +233,93 @@ TEST_P(ConvertTest, MatchesLlamaCppConverterAndHfLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Golden, ConvertTest,
                          ::testing::Values("llama", "llama256", "gemma3_text", "granite", "granitemoehybrid_micro"));
+
+}  // namespace
+}  // namespace edgevl
+
+namespace edgevl {
+namespace {
+
+bool same_value(const gguf::Value& a, const gguf::Value& b) {
+  if (a.type != b.type || a.elem_type != b.elem_type || a.array.size() != b.array.size()) return false;
+  for (size_t i = 0; i < a.array.size(); ++i)
+    if (!same_value(a.array[i], b.array[i])) return false;
+  return a.is_array() || a.scalar == b.scalar;
+}
+
+// `edgevl init` for Gemma 4: the GGUF holds exactly the tensors (names, shapes, types) and
+// `gemma4.*` keys that llama.cpp's converter writes for the same config, rope_freqs with the same
+// bytes; its HF folder holds the same weights (same random streams), so both give the same logits.
+// (Against llama.cpp itself the written files were compared by running llama.cpp; see
+// bench/RESULTS.md.)
+TEST(InitGemma4, GgufLikeLlamaCppAndSameLogitsAsHfFolder) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("edgevl_init_gemma4_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string cfg = golden_hf("gemma4_text") + "/config.json";
+  InitOptions opt;
+  opt.threads = 1;
+  opt.seed = 7;
+  opt.gguf = true;
+  init_random_model(cfg, (dir / "m.gguf").string(), opt);
+  opt.gguf = false;
+  init_random_model(cfg, (dir / "hf").string(), opt);
+
+  auto ours = gguf::File::open((dir / "m.gguf").string());
+  auto theirs = gguf::File::open(golden_llamacpp("gemma4_text") + "/gemma4_text-F32.gguf");
+  EXPECT_EQ(ours->tensors().size(), theirs->tensors().size());
+  for (const TensorRef& t : theirs->tensors()) {
+    const TensorRef* o = ours->find_tensor(t.name);
+    ASSERT_NE(o, nullptr) << "missing " << t.name;
+    EXPECT_EQ(o->shape, t.shape) << t.name;
+    EXPECT_EQ(o->dtype, t.dtype) << t.name;
+    if (t.name == "rope_freqs.weight") EXPECT_EQ(std::memcmp(o->data, t.data, t.nbytes), 0);
+  }
+  int keys = 0;
+  for (const auto& [k, v] : theirs->metadata()) {
+    if (k.rfind("gemma4.", 0) != 0 && k != "general.architecture") continue;
+    const gguf::Value* o = ours->find(k);
+    ASSERT_NE(o, nullptr) << "missing " << k;
+    EXPECT_TRUE(same_value(*o, v)) << k;
+    ++keys;
+  }
+  EXPECT_GE(keys, 20);
+
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 24; ++i) ids.push_back((i * 37 + 5) % 512);  // longer than the sliding window (8)
+  Context ctx(1);
+  auto a = load_model((dir / "m.gguf").string());
+  auto b = load_model((dir / "hf").string());
+  EXPECT_EQ(a->info().n_params - b->info().n_params, 16);  // the GGUF's rope_freqs table
+  auto la = run_rows(*a, ctx, ids, 1, (int64_t)ids.size())["logits"];
+  auto lb = run_rows(*b, ctx, ids, 1, (int64_t)ids.size())["logits"];
+  ASSERT_EQ(la.size(), ids.size() * 512);
+  EXPECT_LE(rel_error(la, lb), 1e-6);
+  fs::remove_all(dir);
+}
+
+// The multimodal config's text part and the MoE variant (HF only) initialise and load.
+TEST(InitGemma4, NestedAndMoeConfigs) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("edgevl_init_gemma4b_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  InitOptions opt;
+  opt.threads = 1;
+  opt.gguf = true;
+  init_random_model(golden_hf("gemma4") + "/config.json", (dir / "mm.gguf").string(), opt);
+  EXPECT_EQ(load_model((dir / "mm.gguf").string())->info().family, "gemma4");
+  opt.gguf = false;
+  init_random_model(golden_hf("gemma4") + "/config.json", (dir / "mm").string(), opt);
+  EXPECT_EQ(load_model((dir / "mm").string())->info().architecture, "gemma4_text");
+  init_random_model(golden_hf("gemma4_text_moe") + "/config.json", (dir / "moe").string(), opt);
+  Context ctx(1);
+  auto moe = load_model((dir / "moe").string());
+  EXPECT_EQ(run_rows(*moe, ctx, {2, 3, 4}, 1, 3)["logits"].size(), 3u * moe->info().vocab_size);
+  opt.gguf = true;
+  EXPECT_THROW(init_random_model(golden_hf("gemma4_text_moe") + "/config.json", (dir / "moe.gguf").string(), opt),
+               Error);
+  fs::remove_all(dir);
+}
 
 }  // namespace
 }  // namespace edgevl

@@ -10,12 +10,15 @@ void add_init(CLI::App& app) {
     std::string config, out, type = "F32";
     uint64_t seed = 0;
     int threads = 0;
+    bool gguf = false;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("init", "Write a random-initialised model from a config.json (HF folder or GGUF)");
   cmd->add_option("config", o->config, "config.json (or a folder holding one)")->required();
-  cmd->add_option("-o,--out", o->out, "Output: a folder (HF layout) or a file ending in .gguf")->required();
-  cmd->add_option("--type", o->type, "Weight type: F32, F16, BF16; for GGUF also Q8_0, Q4_0, Q4_K, ...")->capture_default_str();
+  cmd->add_option("out,-o,--out", o->out, "Output: a folder (HF layout) or a file ending in .gguf")->required();
+  cmd->add_flag("--gguf", o->gguf, "Write a GGUF file whatever the output's name");
+  cmd->add_option("--type,--dtype", o->type, "Weight type: F32, F16, BF16; for GGUF also Q8_0, Q4_0, Q4_K, ...")
+      ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   add_thread_option(cmd, o->threads);
   cmd->footer("Weights ~ N(0, initializer_range); GGUF files get a synthetic byte-fallback vocabulary so that\n"
@@ -24,7 +27,7 @@ void add_init(CLI::App& app) {
     auto t = dtype_from_name(o->type);
     EV_CHECK(t, "init: unknown type '", o->type, "'");
     InitOptions opt;
-    opt.gguf = o->out.size() > 5 && o->out.substr(o->out.size() - 5) == ".gguf";
+    opt.gguf = o->gguf || o->out.size() > 5 && o->out.substr(o->out.size() - 5) == ".gguf";
     opt.dtype = *t;
     opt.seed = o->seed;
     opt.threads = o->threads;

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -24,6 +25,8 @@ struct InitTensor {
   std::vector<int64_t> shape;
   bool vector = false;
   float center = 0;  // vectors: neutral value (1 for norm scales, 0 for biases / (1+w) norms)
+  std::string key;   // seeds the random stream
+  std::vector<float> values;  // fixed contents (F32)
 };
 
 uint64_t splitmix64(uint64_t& s) {
@@ -50,41 +53,52 @@ void fill_normal(float* out, int64_t n, float mean, float std, uint64_t state) {
   }
 }
 
-std::vector<InitTensor> collect_tensors(const DecoderLayout& L, bool gguf) {
+// The tensors of one output format: optional ones (absent in this configuration) skipped, HF slices
+// of a fused tensor merged into one. `key` names the random stream: the HF name where the tensor
+// has one of its own, so that the HF and GGUF outputs of a family that stores weights alike in
+// both (gemma4) hold the same values.
+std::vector<InitTensor> collect_tensors(const ModelLayout& L, bool gguf) {
   std::vector<InitTensor> out;
   std::map<std::string, size_t> index;  // HF fused tensors appear once per slice
-  auto add = [&](const char* hf, const char* gg, const std::vector<int64_t>& shape, uint32_t flags, int64_t off,
-                 int64_t layer) {
-    if (flags & kOptional) return;  // absent in this configuration (biases off, tied head)
-    const char* pattern = gguf ? gg : hf;
-    if (!pattern) return;
+  for (const LayoutTensor& s : L.tensors) {
+    if (s.flags & kOptional) continue;
+    const std::string& name = gguf ? s.gguf : s.hf;
+    if (name.empty()) continue;
     InitTensor t;
-    t.name = expand_layer_name(pattern, layer);
-    t.shape = shape;
-    t.vector = flags & kVector;
+    t.name = name;
+    t.key = !s.hf.empty() && s.hf_row_offset < 0 ? s.hf : name;
+    t.shape = s.shape;
+    t.vector = s.flags & kVector;
+    t.values = s.values;
     const bool bias = t.name.find("bias") != std::string::npos;
-    t.center = bias || ((flags & kNormPlusOneHf) && !gguf) ? 0.0f : 1.0f;
-    if (!gguf && off >= 0) t.shape[0] = off + shape[0];
+    t.center = s.center ? *s.center : bias || ((s.flags & kNormPlusOneHf) && !gguf) ? 0.0f : 1.0f;
+    if (!gguf && s.hf_row_offset >= 0) t.shape[0] = s.hf_row_offset + s.shape[0];
     auto it = index.find(t.name);
     if (it != index.end()) {
       out[it->second].shape[0] = std::max(out[it->second].shape[0], t.shape[0]);
-      return;
+      continue;
     }
     index[t.name] = out.size();
     out.push_back(std::move(t));
-  };
-  for (const auto& s : L.model_table) add(s.hf, s.gguf, s.shape, s.flags, s.hf_row_offset, -1);
-  for (int64_t l = 0; l < L.dec.n_layers; ++l)
-    for (const auto& s : L.layer_table) add(s.hf, s.gguf, s.shape, s.flags, s.hf_row_offset, l);
+  }
   return out;
 }
 
 }  // namespace
 
+ModelLayout model_layout_from_decoder(const DecoderLayout& L) {
+  ModelLayout m;
+  m.vocab = L.dec.vocab;
+  append_layout(m.tensors, L.model_table);
+  for (int64_t l = 0; l < L.dec.n_layers; ++l) append_layout(m.tensors, L.layer_table, l);
+  m.gguf_metadata = [L](gguf::Writer& w) { write_gguf_metadata(w, L); };
+  return m;
+}
+
 void init_random_model(const std::string& config_path, const std::string& out, const InitOptions& opt) {
   namespace fs = std::filesystem;
   const HfConfig hf = load_hf_config(config_path);
-  const DecoderLayout L = decoder_layout_from_hf(hf);
+  const ModelLayout L = model_layout_from_hf(hf);
   const float std_dev = (float)hf.get_float("initializer_range", 0.02);
   EV_CHECK(opt.gguf || opt.dtype == DType::F32 || opt.dtype == DType::F16 || opt.dtype == DType::BF16,
            "init: an HF folder holds F32, F16 or BF16 weights (write --gguf for block formats)");
@@ -98,12 +112,18 @@ void init_random_model(const std::string& config_path, const std::string& out, c
     const InitTensor& t = tensors[i];
     const int64_t cols = t.shape.back(), rows = Tensor::count(t.shape) / cols;
     params += rows * cols;
-    DType type = t.vector ? DType::F32 : opt.dtype;
+    DType type = t.vector || !t.values.empty() ? DType::F32 : opt.dtype;
     type = type_for_row(type, cols);
     types[i] = type;
     const size_t rb = row_bytes(type, cols);
     data[i].resize(rb * rows);
-    const uint64_t base = opt.seed ^ hash_name(t.name);
+    if (!t.values.empty()) {
+      EV_CHECK((int64_t)t.values.size() == rows * cols, "init: ", t.name, " has ", t.values.size(),
+               " fixed values for ", rows * cols, " elements");
+      std::memcpy(data[i].data(), t.values.data(), t.values.size() * sizeof(float));
+      continue;
+    }
+    const uint64_t base = opt.seed ^ hash_name(t.key);
     pool.parallel_for(rows, 8, [&](int64_t b, int64_t e) {
       std::vector<float> row(cols);
       for (int64_t r = b; r < e; ++r) {
@@ -119,15 +139,20 @@ void init_random_model(const std::string& config_path, const std::string& out, c
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), out.c_str());
   if (opt.gguf) {
     gguf::Writer w;
-    write_gguf_metadata(w, L);
-    write_synthetic_vocab(w, L.dec.vocab);
+    L.gguf_metadata(w);
+    w.set_u32("general.file_type", gguf::llama_file_type(opt.dtype));
+    w.set_u32("general.quantization_version", 2);
+    write_synthetic_vocab(w, L.vocab);
     for (size_t i = 0; i < tensors.size(); ++i)
       w.add_tensor(tensors[i].name, types[i], tensors[i].shape, std::move(data[i]));
     w.write(out);
   } else {
     fs::create_directories(out);
     const std::string cfg_text =
-        read_text_file(fs::is_directory(config_path) ? (fs::path(config_path) / "config.json").string() : config_path);
+        !L.hf_config.empty()
+            ? L.hf_config
+            : read_text_file(fs::is_directory(config_path) ? (fs::path(config_path) / "config.json").string()
+                                                           : config_path);
     write_file_atomic((fs::path(out) / "config.json").string(), cfg_text.data(), cfg_text.size());
     safetensors::Writer w;
     w.set_metadata("format", "pt");

@@ -2,6 +2,8 @@
 // names, shapes, flags) and the GGUF architecture with the keys llama.cpp reads for it.
 // `edgevl init` uses it to write random-weight models at real shapes.
 #pragma once
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +35,38 @@ void write_synthetic_vocab(gguf::Writer& w, int64_t n);
 // matrices in `dtype` (F32/F16/BF16 or a block format; rows that do not fit fall back as
 // llama-quantize does). A folder without a tokenizer gets a synthetic vocabulary.
 void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out, DType dtype, int threads);
+
+// What `edgevl init` writes for one family, whatever its forward looks like: every tensor
+// (expanded names in both formats), the GGUF metadata, and the config.json of HF output.
+struct LayoutTensor {
+  std::string hf, gguf;        // names; empty: not written in that format
+  std::vector<int64_t> shape;  // GGUF shape; HF: the slice at hf_row_offset of a fused tensor
+  uint32_t flags = kRequired;  // WeightFlags (kOptional: skipped, e.g. a tied lm_head)
+  int64_t hf_row_offset = -1;
+  std::vector<float> values;   // non-empty: fixed contents instead of random ones (rope_freqs)
+  std::optional<float> center; // vectors: the value random ones scatter around (default: 1 for norm
+                               // scales, 0 for biases and HF (1 + w) norms)
+};
+
+struct ModelLayout {
+  int64_t vocab = 0;
+  std::vector<LayoutTensor> tensors;
+  std::function<void(gguf::Writer&)> gguf_metadata;  // general.* and <arch>.* keys (not the vocabulary)
+  std::string hf_config;  // config.json of HF output; empty: a copy of the input
+};
+
+// Appends a weight table's entries for `layer` (-1: model-level) with {L} expanded.
+template <typename Slots>
+void append_layout(std::vector<LayoutTensor>& out, const std::vector<WeightSpec<Slots>>& table, int64_t layer = -1) {
+  for (const auto& s : table)
+    out.push_back({s.hf ? expand_layer_name(s.hf, layer) : "", s.gguf ? expand_layer_name(s.gguf, layer) : "",
+                   s.shape, s.flags, s.hf_row_offset, {}, {}});
+}
+// A Llama-like family's init layout, from its DecoderLayout.
+ModelLayout model_layout_from_decoder(const DecoderLayout& L);
+// The init layout of the family named by the config's model_type (registry.cpp); Error if unknown
+// or not supported.
+ModelLayout model_layout_from_hf(const HfConfig& hf);
 
 struct InitOptions {
   bool gguf = false;           // write one .gguf file instead of an HF folder

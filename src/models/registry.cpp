@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "models/gemma3/gemma3.h"
 #include "models/gemma4/gemma4.h"
+#include "models/gemma4/gemma4_layout.h"
 #include "models/granite/granite.h"
 #include "models/layout.h"
 #include "models/llama/llama.h"
@@ -19,15 +20,16 @@ struct Family {
   const char* name;
   std::vector<std::string> architectures;  // HF model_type values and GGUF general.architecture values
   std::unique_ptr<CausalLM> (*make)(std::unique_ptr<ModelSource>);
-  DecoderLayout (*layout)(const HfConfig&);  // nullptr: no converter / init support yet
+  DecoderLayout (*layout)(const HfConfig&);  // Llama-like families: converter and init; nullptr: none
+  ModelLayout (*init_layout)(const HfConfig&);  // families init writes otherwise; nullptr: from `layout`
 };
 
 const std::vector<Family>& families() {
   static const std::vector<Family> kFamilies = {
-      {"llama", {"llama"}, make_llama, llama_layout},
-      {"gemma3", {"gemma3_text", "gemma3"}, make_gemma3, gemma3_layout},
-      {"gemma4", {"gemma4_text", "gemma4"}, make_gemma4, nullptr},
-      {"granite", {"granite", "granitemoehybrid"}, make_granite, granite_layout},
+      {"llama", {"llama"}, make_llama, llama_layout, nullptr},
+      {"gemma3", {"gemma3_text", "gemma3"}, make_gemma3, gemma3_layout, nullptr},
+      {"gemma4", {"gemma4_text", "gemma4"}, make_gemma4, nullptr, gemma4_init_layout},
+      {"granite", {"granite", "granitemoehybrid"}, make_granite, granite_layout, nullptr},
   };
   return kFamilies;
 }
@@ -63,6 +65,13 @@ DecoderLayout decoder_layout_from_hf(const HfConfig& hf) {
   const Family& f = family_for(hf.get_string("model_type", ""), hf.path());
   EV_CHECK(f.layout, hf.path(), ": converting or initialising ", f.name, " models is not supported yet");
   return f.layout(hf);
+}
+
+ModelLayout model_layout_from_hf(const HfConfig& hf) {
+  const Family& f = family_for(hf.get_string("model_type", ""), hf.path());
+  if (f.init_layout) return f.init_layout(hf);
+  EV_CHECK(f.layout, hf.path(), ": initialising ", f.name, " models is not supported yet");
+  return model_layout_from_decoder(f.layout(hf));
 }
 
 }  // namespace edgevl

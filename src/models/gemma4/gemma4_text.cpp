@@ -19,6 +19,7 @@
 #include "models/gemma4/gemma4.h"
 #include "models/gemma4/audio_encoder.h"
 #include "models/gemma4/gemma4_config.h"
+#include "models/gemma4/gemma4_tables.h"
 #include "models/gemma4/vision_encoder.h"
 #include "models/weights.h"
 
@@ -26,88 +27,8 @@ namespace edgevl {
 
 namespace {
 
-struct LayerWeights {
-  WeightRef attn_norm, q, k, v, o, q_norm, k_norm, post_attn_norm;
-  WeightRef ffn_norm, gate, up, down, post_ffn_norm;
-  WeightRef ple_gate, ple_proj, ple_norm;  // per-layer input (PLE)
-  WeightRef scalar;
-  // Mixture of experts: router, experts as [E, 2I, D] (gate rows then up rows) and [E, D, I].
-  WeightRef router, router_scale, expert_scale, experts_gate_up, experts_down;
-  WeightRef pre_ffn_norm_2, post_ffn_norm_1, post_ffn_norm_2;
-};
-
-struct ModelWeights {
-  WeightRef embed, lm_head, ple_embed, ple_model_proj, ple_proj_norm, final_norm, rope_freqs;
-  std::vector<LayerWeights> layers;
-};
-
-std::vector<WeightSpec<ModelWeights>> model_table(const Gemma4TextConfig& c) {
-  const int64_t V = c.vocab, D = c.hidden, LP = c.n_layers * c.ple_dim;
-  using M = ModelWeights;
-  std::vector<WeightSpec<M>> t = {
-      {&M::embed, "model.embed_tokens.weight", "token_embd.weight", {V, D}},
-      {&M::lm_head, "lm_head.weight", "output.weight", {V, D}, kOptional},
-      {&M::final_norm, "model.norm.weight", "output_norm.weight", {D}, kVector},
-      {&M::rope_freqs, nullptr, "rope_freqs.weight", {c.global_head_dim / 2}, kVector | kOptional},
-  };
-  if (c.ple_dim > 0) {
-    t.push_back({&M::ple_embed, "model.embed_tokens_per_layer.weight", "per_layer_token_embd.weight",
-                 {c.ple_vocab, LP}});
-    t.push_back({&M::ple_model_proj, "model.per_layer_model_projection.weight", "per_layer_model_proj.weight",
-                 {LP, D}});
-    t.push_back({&M::ple_proj_norm, "model.per_layer_projection_norm.weight", "per_layer_proj_norm.weight",
-                 {c.ple_dim}, kVector});
-  }
-  return t;
-}
-
-std::vector<WeightSpec<LayerWeights>> layer_table(const Gemma4TextConfig& c, int64_t l) {
-  const Gemma4LayerShape& s = c.layers[l];
-  const int64_t D = c.hidden, Q = c.n_heads * s.head_dim, KV = s.n_kv_heads * s.head_dim, F = s.ffn;
-  using W = LayerWeights;
-  std::vector<WeightSpec<W>> t = {
-      {&W::attn_norm, "model.layers.{L}.input_layernorm.weight", "blk.{L}.attn_norm.weight", {D}, kVector},
-      {&W::q, "model.layers.{L}.self_attn.q_proj.weight", "blk.{L}.attn_q.weight", {Q, D}},
-      {&W::q_norm, "model.layers.{L}.self_attn.q_norm.weight", "blk.{L}.attn_q_norm.weight", {s.head_dim}, kVector},
-      {&W::o, "model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", {D, Q}},
-      {&W::post_attn_norm, "model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.post_attention_norm.weight",
-       {D}, kVector},
-      {&W::ffn_norm, "model.layers.{L}.pre_feedforward_layernorm.weight", "blk.{L}.ffn_norm.weight", {D}, kVector},
-      {&W::gate, "model.layers.{L}.mlp.gate_proj.weight", "blk.{L}.ffn_gate.weight", {F, D}},
-      {&W::up, "model.layers.{L}.mlp.up_proj.weight", "blk.{L}.ffn_up.weight", {F, D}},
-      {&W::down, "model.layers.{L}.mlp.down_proj.weight", "blk.{L}.ffn_down.weight", {D, F}},
-      {&W::post_ffn_norm, "model.layers.{L}.post_feedforward_layernorm.weight", "blk.{L}.post_ffw_norm.weight", {D},
-       kVector},
-      {&W::scalar, "model.layers.{L}.layer_scalar", "blk.{L}.layer_output_scale.weight", {1}, kVector},
-  };
-  // KV-shared layers have no key/value weights (files may still carry unused ones).
-  if (!c.shared(l)) {
-    t.push_back({&W::k, "model.layers.{L}.self_attn.k_proj.weight", "blk.{L}.attn_k.weight", {KV, D}});
-    t.push_back({&W::k_norm, "model.layers.{L}.self_attn.k_norm.weight", "blk.{L}.attn_k_norm.weight", {s.head_dim},
-                 kVector});
-    if (!s.v_from_k)
-      t.push_back({&W::v, "model.layers.{L}.self_attn.v_proj.weight", "blk.{L}.attn_v.weight", {KV, D}});
-  }
-  if (c.ple_dim > 0) {
-    t.push_back({&W::ple_gate, "model.layers.{L}.per_layer_input_gate.weight", "blk.{L}.inp_gate.weight",
-                 {c.ple_dim, D}});
-    t.push_back({&W::ple_proj, "model.layers.{L}.per_layer_projection.weight", "blk.{L}.proj.weight", {D, c.ple_dim}});
-    t.push_back({&W::ple_norm, "model.layers.{L}.post_per_layer_input_norm.weight", "blk.{L}.post_norm.weight", {D},
-                 kVector});
-  }
-  if (c.moe()) {
-    const int64_t E = c.n_experts, I = c.moe_ffn;
-    t.push_back({&W::router, "model.layers.{L}.router.proj.weight", nullptr, {E, D}});
-    t.push_back({&W::router_scale, "model.layers.{L}.router.scale", nullptr, {D}, kVector});
-    t.push_back({&W::expert_scale, "model.layers.{L}.router.per_expert_scale", nullptr, {E}, kVector});
-    t.push_back({&W::experts_gate_up, "model.layers.{L}.experts.gate_up_proj", nullptr, {E, 2 * I, D}});
-    t.push_back({&W::experts_down, "model.layers.{L}.experts.down_proj", nullptr, {E, D, I}});
-    t.push_back({&W::pre_ffn_norm_2, "model.layers.{L}.pre_feedforward_layernorm_2.weight", nullptr, {D}, kVector});
-    t.push_back({&W::post_ffn_norm_1, "model.layers.{L}.post_feedforward_layernorm_1.weight", nullptr, {D}, kVector});
-    t.push_back({&W::post_ffn_norm_2, "model.layers.{L}.post_feedforward_layernorm_2.weight", nullptr, {D}, kVector});
-  }
-  return t;
-}
+using LayerWeights = Gemma4LayerWeights;
+using ModelWeights = Gemma4Weights;
 
 // Rows [first, first + n) of a weight whose leading dimensions are flattened (one expert's slice
 // of a stacked [E, R, C] tensor).
@@ -131,10 +52,10 @@ class Gemma4Model : public CausalLM {
     source_ = std::move(src);
     const Gemma4TextConfig& c = cfg_;
     if (!hf_prefix.empty()) loader_.set_hf_prefix("model.", hf_prefix);
-    loader_.load_table(w_, model_table(c));
+    loader_.load_table(w_, gemma4_model_table(c));
     if (w_.lm_head.empty()) w_.lm_head = w_.embed;
     w_.layers.resize(c.n_layers);
-    for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], layer_table(c, l), l);
+    for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], gemma4_layer_table(c, l), l);
     rope_sliding_ = nn::Rope(c.rope_sliding, c.sliding_head_dim);
     if (c.global_head_dim > 0) {
       rope_global_ = nn::Rope(c.rope_global, c.global_head_dim);
@@ -389,10 +310,10 @@ class Gemma4Model : public CausalLM {
       for (int64_t d : r.shape) k *= d;
       n += k;
     };
-    for (const auto& s : model_table(cfg_)) add(w_.*(s.slot));
+    for (const auto& s : gemma4_model_table(cfg_)) add(w_.*(s.slot));
     if (w_.lm_head.data == w_.embed.data) n -= cfg_.vocab * cfg_.hidden;
     for (int64_t l = 0; l < cfg_.n_layers; ++l)
-      for (const auto& s : layer_table(cfg_, l)) add(w_.layers[l].*(s.slot));
+      for (const auto& s : gemma4_layer_table(cfg_, l)) add(w_.layers[l].*(s.slot));
     return n;
   }
 
