@@ -1,0 +1,256 @@
+#include "train/grad_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/quants.h"
+
+namespace edgevl::train {
+
+void embedding_backward(const int32_t* ids, int64_t n, const float* dx, float* dtable, int64_t D) {
+  for (int64_t t = 0; t < n; ++t) ops::add(dtable + (int64_t)ids[t] * D, dx + t * D, D);
+}
+
+void rms_norm_forward(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t n, float eps) {
+  ops::rms_norm(x, w, y, rows, n, eps);
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;  // as ops::rms_norm computes it
+    for (int64_t i = 0; i < n; ++i) ss += (double)x[r * n + i] * x[r * n + i];
+    rstd[r] = (float)(1.0 / std::sqrt(ss / n + eps));
+  }
+}
+
+// y_i = x_i r w_i with r = (mean x² + eps)^-1/2, ∂r/∂x_j = -r³ x_j / n:
+// dx_j = r w_j dy_j - r³/n x_j Σ_i dy_i w_i x_i;  dw_i = Σ_rows dy_i x_i r.
+void rms_norm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw,
+                       int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* dyr = dy + r * n;
+    const float* xr = x + r * n;
+    const double s = rstd[r];
+    double dot = 0;
+    for (int64_t i = 0; i < n; ++i) dot += (double)dyr[i] * (w ? w[i] : 1.0f) * xr[i];
+    const double c = s * s * s * dot / n;
+    float* dxr = dx + r * n;
+    for (int64_t i = 0; i < n; ++i) dxr[i] += (float)(s * dyr[i] * (w ? w[i] : 1.0f) - c * xr[i]);
+    if (dw)
+      for (int64_t i = 0; i < n; ++i) dw[i] += (float)(dyr[i] * xr[i] * s);
+  }
+}
+
+void linear_backward_input(Context& ctx, const WeightRef& w, const float* dy, int64_t rows, float* dx) {
+  const int64_t O = w.rows(), I = w.cols();
+  // Split over rows of dx; each task walks W once (dequantizing a row at a time when not F32).
+  ctx.pool.parallel_for(rows, 4, [&](int64_t b, int64_t e) {
+    std::vector<float> wrow(w.dtype == DType::F32 ? 0 : I);
+    for (int64_t o = 0; o < O; ++o) {
+      const uint8_t* src = static_cast<const uint8_t*>(w.data) + o * w.row_bytes;
+      const float* wr;
+      if (w.dtype == DType::F32) {
+        wr = reinterpret_cast<const float*>(src);
+      } else {
+        dequantize_row(w.dtype, src, wrow.data(), I);
+        wr = wrow.data();
+      }
+      for (int64_t t = b; t < e; ++t) {
+        const float g = dy[t * O + o];
+        if (g != 0.0f) ops::add_scaled(dx + t * I, wr, g, I);
+      }
+    }
+  });
+}
+
+void linear_backward_weight(Context& ctx, const float* dy, const float* x, int64_t rows, int64_t O, int64_t I,
+                            float* dw) {
+  ctx.pool.parallel_for(O, 8, [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o)
+      for (int64_t t = 0; t < rows; ++t) {
+        const float g = dy[t * O + o];
+        if (g != 0.0f) ops::add_scaled(dw + o * I, x + t * I, g, I);
+      }
+  });
+}
+
+void linear_bias_backward(const float* dy, int64_t rows, int64_t O, float* db) {
+  for (int64_t t = 0; t < rows; ++t) ops::add(db, dy + t * O, O);
+}
+
+WeightRef f32_weight(const float* data, int64_t O, int64_t I) {
+  WeightRef w;
+  w.dtype = DType::F32;
+  w.shape = {O, I};
+  w.data = data;
+  w.row_bytes = I * sizeof(float);
+  return w;
+}
+
+void rope_forward(const nn::Rope& rope, float* x, int64_t T, int64_t heads, int64_t Dh, int64_t pos0) {
+  for (int64_t t = 0; t < T; ++t) rope.apply(x + t * heads * Dh, heads, Dh, pos0 + t);
+}
+
+void rope_backward(const nn::Rope& rope, float* dx, int64_t T, int64_t heads, int64_t Dh, int64_t pos0) {
+  // y = s·R(θ)x, so dx = s·R(θ)ᵀdy = s·R(-θ)dy: cos(-θ) = cos θ, sin(-θ) = -sin θ exactly.
+  for (int64_t t = 0; t < T; ++t) rope.apply(dx + t * heads * Dh, heads, Dh, -(pos0 + t));
+}
+
+namespace {
+inline bool key_visible(const nn::AttentionShape& a, const uint8_t* key_mask, int64_t i, int64_t j) {
+  if (a.causal && j > i) return false;
+  if (a.sliding_window > 0 && j <= i - a.sliding_window) return false;
+  return !key_mask || key_mask[j];
+}
+}  // namespace
+
+void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
+                       const uint8_t* key_mask, int64_t B, int64_t T, float* probs, float* out) {
+  EV_CHECK(a.softcap == 0.0f, "train: attention soft-capping has no backward yet");
+  const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
+  const int64_t qw = H * Dh, kw = Hkv * Dh;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kh = h / group;
+      const uint8_t* m = key_mask ? key_mask + b * T : nullptr;
+      for (int64_t i = 0; i < T; ++i) {
+        float* p = probs + ((b * H + h) * T + i) * T;
+        const float* qi = q + (b * T + i) * qw + h * Dh;
+        bool any = false;
+        for (int64_t j = 0; j < T; ++j) {
+          if (!key_visible(a, m, i, j)) {
+            p[j] = -INFINITY;
+            continue;
+          }
+          const float* kj = k + (b * T + j) * kw + kh * Dh;
+          float s = 0;
+          for (int64_t d = 0; d < Dh; ++d) s += qi[d] * kj[d];
+          p[j] = s * a.scale;
+          any = true;
+        }
+        if (any) ops::softmax(p, T);
+        else std::fill(p, p + T, 1.0f / T);
+        float* o = out + (b * T + i) * qw + h * Dh;
+        std::fill(o, o + Dh, 0.0f);
+        for (int64_t j = 0; j < T; ++j)
+          if (p[j] != 0.0f) ops::add_scaled(o, v + (b * T + j) * kw + kh * Dh, p[j], Dh);
+      }
+    }
+}
+
+// P = softmax(S), O = P·V: dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ∘ (dP - Σ_j P dP), dQ += scale·dS·K,
+// dK += scale·dSᵀ·Q (summed over the query heads of a KV group). A row that sees no key is a
+// constant average: it passes gradient to v only (torch's autograd would also send its softmax
+// gradient through the dtype-min scores; such rows are padding queries, whose loss is ignored).
+void attention_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
+                        const float* v, const float* probs, const uint8_t* key_mask, int64_t B, int64_t T, float* dq,
+                        float* dk, float* dv) {
+  const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
+  const int64_t qw = H * Dh, kw = Hkv * Dh;
+  std::vector<float> dp(T);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kh = h / group;
+      const uint8_t* m = key_mask ? key_mask + b * T : nullptr;
+      for (int64_t i = 0; i < T; ++i) {
+        const float* p = probs + ((b * H + h) * T + i) * T;
+        bool any = false;
+        for (int64_t j = 0; j < T && !any; ++j) any = key_visible(a, m, i, j);
+        const float* doi = dout + (b * T + i) * qw + h * Dh;
+        double sum = 0;
+        for (int64_t j = 0; j < T; ++j) {
+          const float* vj = v + (b * T + j) * kw + kh * Dh;
+          float s = 0;
+          for (int64_t d = 0; d < Dh; ++d) s += doi[d] * vj[d];
+          dp[j] = s;
+          sum += (double)p[j] * s;
+          if (p[j] != 0.0f) ops::add_scaled(dv + (b * T + j) * kw + kh * Dh, doi, p[j], Dh);
+        }
+        if (!any) continue;  // constant scores: no gradient to q, k
+        const float* qi = q + (b * T + i) * qw + h * Dh;
+        float* dqi = dq + (b * T + i) * qw + h * Dh;
+        for (int64_t j = 0; j < T; ++j) {
+          if (p[j] == 0.0f) continue;
+          const float ds = (float)(p[j] * (dp[j] - sum)) * a.scale;
+          ops::add_scaled(dqi, k + (b * T + j) * kw + kh * Dh, ds, Dh);
+          ops::add_scaled(dk + (b * T + j) * kw + kh * Dh, qi, ds, Dh);
+        }
+      }
+    }
+}
+
+void gated_act_backward(ops::Activation act, const float* gate, const float* up, const float* dout, float* dgate,
+                        float* dup, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    double f, df;  // act(g) and act'(g)
+    switch (act) {
+      case ops::Activation::Silu: {
+        const double s = 1.0 / (1.0 + std::exp(-g));
+        f = g * s;
+        df = s * (1.0 + g * (1.0 - s));
+        break;
+      }
+      case ops::Activation::GeluTanh: {
+        const double k = 0.7978845608028654, c = 0.044715;
+        const double th = std::tanh(k * (g + c * g * g * g));
+        f = 0.5 * g * (1.0 + th);
+        df = 0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * k * (1.0 + 3.0 * c * g * g);
+        break;
+      }
+      case ops::Activation::Gelu: {
+        const double cdf = 0.5 * (1.0 + std::erf(g * 0.7071067811865476));
+        f = g * cdf;
+        df = cdf + g * 0.3989422804014327 * std::exp(-0.5 * g * g);
+        break;
+      }
+      default:
+        fail("train: unsupported activation");
+    }
+    dgate[i] += (float)(dout[i] * up[i] * df);
+    dup[i] += (float)(dout[i] * f);
+  }
+}
+
+namespace {
+// log Σ exp(row), in double.
+double log_sum_exp(const float* row, int64_t V) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < V; ++j) mx = std::max(mx, row[j]);
+  double s = 0;
+  for (int64_t j = 0; j < V; ++j) s += std::exp((double)row[j] - mx);
+  return mx + std::log(s);
+}
+}  // namespace
+
+float cross_entropy_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V, int64_t* count) {
+  double sum = 0;
+  int64_t n = 0;
+  for (int64_t r = 0; r < N; ++r) {
+    if (targets[r] == kIgnoreIndex) continue;
+    EV_CHECK(targets[r] >= 0 && targets[r] < V, "cross-entropy: target ", targets[r], " outside the vocabulary (", V,
+             ")");
+    const float* row = logits + r * V;
+    sum += log_sum_exp(row, V) - row[targets[r]];
+    ++n;
+  }
+  if (count) *count = n;
+  return n ? (float)(sum / n) : 0.0f;
+}
+
+void cross_entropy_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float dloss,
+                            float* dlogits) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < N; ++r) n += targets[r] != kIgnoreIndex;
+  if (!n) return;
+  const double scale = (double)dloss / n;
+  for (int64_t r = 0; r < N; ++r) {
+    if (targets[r] == kIgnoreIndex) continue;
+    const float* row = logits + r * V;
+    const double lse = log_sum_exp(row, V);
+    float* d = dlogits + r * V;
+    for (int64_t j = 0; j < V; ++j) d[j] += (float)(scale * std::exp((double)row[j] - lse));
+    d[targets[r]] -= (float)scale;
+  }
+}
+
+}  // namespace edgevl::train

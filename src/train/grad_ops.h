@@ -1,0 +1,73 @@
+// Forward/backward pairs for the ops the decoder families use, written like llm.c: each op has a
+// forward that saves what its backward needs and a backward that ACCUMULATES (+=) into the
+// gradients it is handed (so a tensor read by two ops, e.g. the residual stream, collects both).
+// Forwards reuse tensor/ops and nn/ where they fit; every backward is checked against finite
+// differences in tests/train_test.cpp. Shapes use the letters of tensor/tensor.h; N = B*T rows.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "nn/attention.h"
+#include "nn/rope.h"
+#include "tensor/context.h"
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+namespace edgevl::train {
+
+// --- embedding (nn.Embedding): forward is models/common embed_tokens --------------------------
+// dtable[ids[t]] += dx[t] for t < n (rows of D).
+void embedding_backward(const int32_t* ids, int64_t n, const float* dx, float* dtable, int64_t D);
+
+// --- RMSNorm (HF LlamaRMSNorm: x * rsqrt(mean(x²) + eps) * w) -----------------------------------
+// y = ops::rms_norm(x); rstd[r] = 1/sqrt(mean(x[r]²) + eps) is kept for the backward.
+void rms_norm_forward(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t n, float eps);
+// dx += ∂/∂x, dw += ∂/∂w (dw may be null: frozen or no scale; w null: no scale).
+void rms_norm_backward(const float* dy, const float* x, const float* w, const float* rstd, float* dx, float* dw,
+                       int64_t rows, int64_t n);
+
+// --- linear (nn.Linear without bias; the bias is linear_bias_backward) ------------------------
+// Forward is ops::linear (any weight dtype, kernel table). y[N_rows, O] = x[N_rows, I] · Wᵀ.
+// dx[rows, I] += dy[rows, O] · W, for W of any dtype (rows dequantized on the fly).
+void linear_backward_input(Context& ctx, const WeightRef& w, const float* dy, int64_t rows, float* dx);
+// dw[O, I] += dyᵀ · x (float32 gradients).
+void linear_backward_weight(Context& ctx, const float* dy, const float* x, int64_t rows, int64_t O, int64_t I,
+                            float* dw);
+// db[O] += Σ_rows dy.
+void linear_bias_backward(const float* dy, int64_t rows, int64_t O, float* db);
+// A float32 matrix [O, I] as a WeightRef, to run it through ops::linear (LoRA factors, tests).
+WeightRef f32_weight(const float* data, int64_t O, int64_t I);
+
+// --- RoPE (HF apply_rotary_pos_emb; rotate-half or interleaved, as nn::Rope is configured) ------
+// x [T, heads*Dh] of one sequence, token t at position pos0 + t, rotated in place.
+void rope_forward(const nn::Rope& rope, float* x, int64_t T, int64_t heads, int64_t Dh, int64_t pos0 = 0);
+// The rotation is orthogonal up to attention_scaling, so the backward rotates dx back (by -pos).
+void rope_backward(const nn::Rope& rope, float* dx, int64_t T, int64_t heads, int64_t Dh, int64_t pos0 = 0);
+
+// --- causal self-attention with GQA (HF eager_attention_forward, dropout 0) --------------------
+// q [B*T, H*Dh], k/v [B*T, Hkv*Dh]; key_mask [B*T] (0 = padding key) or null; out [B*T, H*Dh].
+// probs [B, H, T, T] (softmax rows, kept for the backward). Supports a.causal, a.sliding_window;
+// a.softcap must be 0. A query row that sees no key is uniform over all T keys, like HF's eager
+// softmax over a row of dtype-min scores.
+void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
+                       const uint8_t* key_mask, int64_t B, int64_t T, float* probs, float* out);
+void attention_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
+                        const float* v, const float* probs, const uint8_t* key_mask, int64_t B, int64_t T, float* dq,
+                        float* dk, float* dv);
+
+// --- gated activation (SwiGLU / GeGLU middle: out = act(gate) * up) ----------------------------
+// Forward is ops::gated_act.
+void gated_act_backward(ops::Activation act, const float* gate, const float* up, const float* dout, float* dgate,
+                        float* dup, int64_t n);
+
+// --- cross-entropy over target rows (F.cross_entropy, ignore_index, reduction mean) ------------
+inline constexpr int64_t kIgnoreIndex = -100;
+// logits [N, V]; targets [N] (kIgnoreIndex: no loss). Returns the mean over counted rows (0 when
+// none); `count` (optional) receives how many rows counted.
+float cross_entropy_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V,
+                            int64_t* count = nullptr);
+// dlogits += dloss * ∂mean/∂logits = dloss * (softmax - onehot) / count on counted rows.
+void cross_entropy_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float dloss,
+                            float* dlogits);
+
+}  // namespace edgevl::train

@@ -1,0 +1,130 @@
+#include "train/lora.h"
+
+#include <cmath>
+#include <cstring>
+#include <regex>
+
+#include "core/error.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "kernels/quants.h"
+#include "train/grad_ops.h"
+
+namespace edgevl::train {
+
+double LoraConfig::scaling() const { return use_rslora ? alpha / std::sqrt((double)r) : alpha / (double)r; }
+
+bool LoraConfig::targets(const std::string& module) const {
+  if (!target_regex.empty()) return std::regex_match(module, std::regex(target_regex));
+  for (const std::string& t : target_modules) {
+    if (module == t) return true;
+    if (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
+        module[module.size() - t.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
+LoraConfig read_lora_config(const std::string& adapter_dir) {
+  const HfConfig c = load_hf_config(adapter_dir + "/adapter_config.json");
+  const std::string where = c.path();
+  EV_CHECK(c.get_string("peft_type", "LORA") == "LORA", where, ": peft_type is not LORA");
+  LoraConfig l;
+  l.r = c.require_int("r");
+  l.alpha = c.get_float("lora_alpha", (double)l.r);
+  l.dropout = c.get_float("lora_dropout", 0.0);
+  l.use_rslora = c.get_bool("use_rslora", false);
+  EV_CHECK(l.r > 0, where, ": r must be positive");
+  EV_CHECK(!c.get_bool("use_dora", false), where, ": DoRA adapters are not supported");
+  EV_CHECK(!c.get_bool("fan_in_fan_out", false), where, ": fan_in_fan_out adapters are not supported");
+  EV_CHECK(c.get_string("bias", "none") == "none", where, ": LoRA biases (bias != none) are not supported");
+  for (const char* k : {"rank_pattern", "alpha_pattern"})
+    if (const auto* p = c.lookup(k)) EV_CHECK(!p->is_object() || p->empty(), where, ": ", k, " is not supported");
+  if (const auto* p = c.lookup("modules_to_save")) EV_CHECK(p->empty(), where, ": modules_to_save is not supported");
+  const auto* tm = c.lookup("target_modules");
+  EV_CHECK(tm, where, ": no target_modules");
+  if (tm->is_string()) l.target_regex = tm->get<std::string>();
+  else l.target_modules = c.get_string_array("target_modules");
+  return l;
+}
+
+void LoraPair::forward(Context& ctx, const float* x, int64_t rows, float* u, float* y) const {
+  // PEFT: result + lora_B(lora_A(dropout(x))) * scaling.
+  ops::linear(ctx, f32_weight(A.data(), r, in), x, rows, u);
+  std::vector<float> v(rows * out);
+  ops::linear(ctx, f32_weight(B.data(), out, r), u, rows, v.data());
+  ops::add_scaled(y, v.data(), scaling, rows * out);
+}
+
+void LoraPair::backward(Context& ctx, const float* x, const float* u, const float* dy, int64_t rows, float* dx) {
+  std::vector<float> dv(dy, dy + rows * out), du(rows * r, 0.0f);
+  ops::scale(dv.data(), scaling, rows * out);
+  linear_backward_weight(ctx, dv.data(), u, rows, out, r, dB.data());
+  linear_backward_input(ctx, f32_weight(B.data(), out, r), dv.data(), rows, du.data());
+  linear_backward_weight(ctx, du.data(), x, rows, r, in, dA.data());
+  if (dx) linear_backward_input(ctx, f32_weight(A.data(), r, in), du.data(), rows, dx);
+}
+
+LoraPair* LoraSet::find(const std::string& module) {
+  auto it = pairs.find(module);
+  return it == pairs.end() ? nullptr : &it->second;
+}
+
+void LoraSet::zero_grad() {
+  for (auto& [_, p] : pairs) {
+    std::fill(p.dA.begin(), p.dA.end(), 0.0f);
+    std::fill(p.dB.begin(), p.dB.end(), 0.0f);
+  }
+}
+
+int64_t LoraSet::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [_, p] : pairs) n += (int64_t)(p.A.size() + p.B.size());
+  return n;
+}
+
+std::string LoraSet::peft_name(const std::string& module, char which, const std::string& adapter_name) {
+  std::string s = "base_model.model." + module + ".lora_" + which;
+  if (!adapter_name.empty()) s += "." + adapter_name;
+  return s + ".weight";
+}
+
+LoraSet LoraSet::load_peft(const std::string& adapter_dir,
+                           const std::map<std::string, std::pair<int64_t, int64_t>>& expected) {
+  LoraSet s;
+  s.config = read_lora_config(adapter_dir);
+  auto file = safetensors::File::open(adapter_dir + "/adapter_model.safetensors");
+  size_t used = 0;
+  for (const auto& [module, io] : expected) {
+    if (!s.config.targets(module)) continue;
+    LoraPair p;
+    p.module = module;
+    p.r = s.config.r;
+    p.in = io.first;
+    p.out = io.second;
+    p.scaling = (float)s.config.scaling();
+    auto read = [&](char which, int64_t rows, int64_t cols, std::vector<float>& dst) {
+      const std::string name = peft_name(module, which);
+      const TensorRef* t = file->find(name);
+      EV_CHECK(t, file->path(), ": missing '", name, "'");
+      EV_CHECK(t->shape == std::vector<int64_t>({rows, cols}), file->path(), ": '", name, "' should be [", rows, ", ",
+               cols, "]");
+      EV_CHECK(t->dtype == DType::F32 || t->dtype == DType::BF16 || t->dtype == DType::F16, file->path(), ": '", name,
+               "' has unsupported dtype ", dtype_name(t->dtype));
+      dst.resize(rows * cols);
+      dequantize_row(t->dtype, t->data, dst.data(), rows * cols);
+      ++used;
+    };
+    read('A', p.r, p.in, p.A);
+    read('B', p.out, p.r, p.B);
+    p.dA.assign(p.A.size(), 0.0f);
+    p.dB.assign(p.B.size(), 0.0f);
+    s.pairs.emplace(module, std::move(p));
+  }
+  EV_CHECK(!s.pairs.empty(), adapter_dir, ": target_modules match no linear layer of this model");
+  EV_CHECK(used == file->tensors().size(), file->path(), ": has ", file->tensors().size(), " tensors, ", used,
+           " belong to this model's targeted linears");
+  return s;
+}
+
+}  // namespace edgevl::train

@@ -1,0 +1,65 @@
+// LoRA adapters (PEFT's LoraLayer): y = W x + scaling · B (A x), A [r, in], B [out, r], scaling
+// alpha / r (alpha / sqrt(r) with use_rslora), dropout 0. Stored in PEFT's layout: a folder with
+// adapter_config.json and adapter_model.safetensors whose tensors are named
+// `base_model.model.<module>.lora_A.weight` / `.lora_B.weight` (in memory PEFT inserts the adapter
+// name: `...lora_A.default.weight`, the name its optimizer and the goldens use).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tensor/context.h"
+#include "tensor/tensor.h"
+
+namespace edgevl::train {
+
+struct LoraConfig {
+  int64_t r = 8;
+  double alpha = 8;
+  double dropout = 0;
+  bool use_rslora = false;
+  std::vector<std::string> target_modules;  // module-name suffixes ("q_proj"), PEFT's list form
+  std::string target_regex;                 // PEFT's string form: a full-match regex; "" if list form
+  double scaling() const;
+  // PEFT's rule: a module name matches a list entry when equal to it or ending in "." + entry.
+  bool targets(const std::string& module) const;
+};
+
+LoraConfig read_lora_config(const std::string& adapter_dir);
+
+// One adapted linear: the factors, their gradients and the activations the backward needs.
+struct LoraPair {
+  std::string module;  // HF module name, "model.layers.0.self_attn.q_proj"
+  int64_t r = 0, in = 0, out = 0;
+  float scaling = 1.0f;
+  std::vector<float> A, B;    // [r, in], [out, r]
+  std::vector<float> dA, dB;  // gradients, same shapes
+
+  // y[rows, out] += scaling · (x·Aᵀ)·Bᵀ; u [rows, r] = x·Aᵀ is kept for the backward.
+  void forward(Context& ctx, const float* x, int64_t rows, float* u, float* y) const;
+  // dA, dB += ∂; dx[rows, in] += ∂ (dx may be null).
+  void backward(Context& ctx, const float* x, const float* u, const float* dy, int64_t rows, float* dx);
+};
+
+// Every adapter of a model, by module name.
+class LoraSet {
+ public:
+  LoraConfig config;
+  std::map<std::string, LoraPair> pairs;
+
+  // The adapter of `module`, or null.
+  LoraPair* find(const std::string& module);
+  void zero_grad();
+  int64_t num_parameters() const;
+
+  // Reads a PEFT folder. `expected` (module -> {in, out}) lists the linears of the model the
+  // config targets; every one must have its A and B, of the right shapes.
+  static LoraSet load_peft(const std::string& adapter_dir,
+                           const std::map<std::string, std::pair<int64_t, int64_t>>& expected);
+  // PEFT's tensor names: "base_model.model.<module>.lora_A.weight"; with adapter_name
+  // "default": "base_model.model.<module>.lora_A.default.weight".
+  static std::string peft_name(const std::string& module, char which, const std::string& adapter_name = "");
+};
+
+}  // namespace edgevl::train

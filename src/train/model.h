@@ -1,0 +1,100 @@
+// What the trainers see of a model: a float32 forward over a padded batch that keeps the
+// activations its backward needs, the backward, and the parameters with their gradients. A family
+// implements it in a short file (train/llama.cpp) from the ops of train/grad_ops.h, loading its
+// weights with the same tables as its inference forward (models/<family>).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/source.h"
+#include "models/weights.h"
+#include "tensor/context.h"
+#include "tensor/tensor.h"
+#include "train/lora.h"
+
+namespace edgevl::train {
+
+// A right- or left-padded batch as TRL's collators build it (transformers' names).
+struct Batch {
+  int64_t B = 0, T = 0;
+  std::vector<int32_t> input_ids;       // [B*T]
+  std::vector<uint8_t> attention_mask;  // [B*T], 0 = padding
+  std::vector<int64_t> labels;          // [B*T], kIgnoreIndex (-100) = no loss (prompt, padding)
+};
+
+// A base-model parameter with its float32 gradient (allocated by enable_base_grads).
+struct BaseParam {
+  std::string name;  // as the checkpoint names it (HF: "model.layers.0.self_attn.q_proj.weight")
+  const WeightRef* w = nullptr;
+  std::vector<float> grad;
+};
+
+// One projection (nn.Linear, optionally with a PEFT LoRA adapter): forward through the kernels
+// for any base dtype; backward into the input, the LoRA factors and, for float32 bases being
+// trained, the weight and bias.
+struct TrainLinear {
+  std::string module;  // HF module name: "model.layers.0.self_attn.q_proj"
+  const WeightRef* w = nullptr;
+  const WeightRef* bias = nullptr;  // null: none
+  BaseParam* gw = nullptr;          // null: frozen
+  BaseParam* gb = nullptr;
+  LoraPair* lora = nullptr;
+  std::vector<float> lora_u;  // x·Aᵀ of the last forward
+
+  int64_t in() const { return w->cols(); }
+  int64_t out() const { return w->rows(); }
+  void forward(Context& ctx, const float* x, int64_t rows, float* y);
+  // dx (optional) += ∂; weight/bias/LoRA gradients += ∂.
+  void backward(Context& ctx, const float* x, const float* dy, int64_t rows, float* dx);
+};
+
+class TrainableLM {
+ public:
+  virtual ~TrainableLM() = default;
+  // Every linear a LoRA adapter may target: HF module name -> {in, out}.
+  virtual std::map<std::string, std::pair<int64_t, int64_t>> linear_modules() const = 0;
+  // Routes the targeted projections through `lora` (null: detach). The set must outlive the model.
+  virtual void attach_lora(LoraSet* lora) = 0;
+  // Mean cross-entropy of the shifted labels (transformers' ForCausalLMLoss with
+  // num_items_in_batch=None); keeps the activations; logits() holds [B*T, V].
+  virtual float forward(Context& ctx, const Batch& batch) = 0;
+  // d loss / d everything trainable, accumulated into the gradients.
+  virtual void backward(Context& ctx) = 0;
+
+  // Gradients for every base parameter from now on (float32 weights only).
+  void enable_base_grads();
+  bool base_grads() const { return base_grads_; }
+  const Tensor& logits() const { return logits_; }
+  // In the checkpoint's order.
+  const std::vector<std::unique_ptr<BaseParam>>& base_params() const { return params_; }
+  void zero_grad();  // base and attached LoRA
+
+ protected:
+  // Registers a parameter (tied weights, seen twice, share one entry); returns it.
+  BaseParam* param(const WeightRef& w);
+  BaseParam* grad_of(const WeightRef& w) { return base_grads_ && !w.empty() ? param(w) : nullptr; }
+  // Sets up the gradient slots of a projection (call again after enable_base_grads).
+  void bind(TrainLinear& l) {
+    l.gw = grad_of(*l.w);
+    l.gb = l.bias ? grad_of(*l.bias) : nullptr;
+  }
+
+  Tensor logits_;
+  LoraSet* lora_ = nullptr;
+  bool base_grads_ = false;
+  std::vector<std::unique_ptr<BaseParam>> params_;
+  std::map<const void*, BaseParam*> by_data_;
+  virtual void on_enable_base_grads() = 0;  // re-bind gradient slots
+};
+
+// Opens a checkpoint (HF folder or GGUF) of a family that has a training forward (llama).
+std::unique_ptr<TrainableLM> open_trainable(const std::string& path);
+
+// labels shifted left by one: targets[b, t] = labels[b, t + 1], kIgnoreIndex at t = T-1.
+std::vector<int64_t> shifted_targets(const Batch& b);
+
+}  // namespace edgevl::train

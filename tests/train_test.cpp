@@ -1,0 +1,334 @@
+// Training layer: every op's backward against finite differences of its forward, then the whole
+// Llama training step (SFT gradients, LoRA gradients, AdamW) against the reference stack's golden
+// training states (../shared/golden/hf/train/llama).
+#include <cmath>
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "kernels/quants.h"
+#include "test_util.h"
+#include "train/adamw.h"
+#include "train/grad_ops.h"
+#include "train/lora.h"
+#include "train/model.h"
+#include "train/train_dump.h"
+
+namespace edgevl::train {
+namespace {
+
+std::vector<float> randv(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(g);
+  return v;
+}
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (double)a[i] * b[i];
+  return s;
+}
+
+// Central differences of loss() with respect to each x[i] (x is perturbed in place and restored),
+// compared with the analytic gradient g: max |fd - g| / max |g|.
+double fd_error(std::vector<float>& x, const std::function<double()>& loss, const std::vector<float>& g,
+                float h = 1e-2f) {
+  EXPECT_EQ(x.size(), g.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float x0 = x[i];
+    x[i] = x0 + h;
+    const double lp = loss();
+    x[i] = x0 - h;
+    const double lm = loss();
+    x[i] = x0;
+    const double fd = (lp - lm) / (2.0 * h);
+    num = std::max(num, std::fabs(fd - g[i]));
+    den = std::max(den, std::fabs((double)g[i]));
+  }
+  EXPECT_GT(den, 0.0) << "the analytic gradient is all zero";
+  return num / den;
+}
+
+constexpr double kFdTol = 5e-3;
+
+TEST(TrainOps, RmsNorm) {
+  const int64_t R = 3, n = 16;
+  auto x = randv(R * n, 1), w = randv(n, 2, 0.5f, 1.5f), c = randv(R * n, 3);
+  std::vector<float> y(R * n), rstd(R), dx(R * n, 0.0f), dw(n, 0.0f);
+  auto loss = [&] {
+    rms_norm_forward(x.data(), w.data(), y.data(), rstd.data(), R, n, 1e-5f);
+    return dot(y, c);
+  };
+  loss();
+  rms_norm_backward(c.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), R, n);
+  EXPECT_LT(fd_error(x, loss, dx), kFdTol);
+  EXPECT_LT(fd_error(w, loss, dw), kFdTol);
+}
+
+TEST(TrainOps, LinearF32AndF16) {
+  Context ctx(2);
+  const int64_t rows = 5, I = 32, O = 24;
+  auto x = randv(rows * I, 4), w = randv(O * I, 5), c = randv(rows * O, 6);
+  std::vector<float> y(rows * O), dx(rows * I, 0.0f), dw(O * I, 0.0f);
+  auto loss = [&] {
+    ops::linear(ctx, f32_weight(w.data(), O, I), x.data(), rows, y.data());
+    return dot(y, c);
+  };
+  loss();
+  linear_backward_input(ctx, f32_weight(w.data(), O, I), c.data(), rows, dx.data());
+  linear_backward_weight(ctx, c.data(), x.data(), rows, O, I, dw.data());
+  EXPECT_LT(fd_error(x, loss, dx), kFdTol);
+  EXPECT_LT(fd_error(w, loss, dw), kFdTol);
+
+  // A float16 base: the input gradient goes through the dequantized rows.
+  std::vector<uint8_t> w16(row_bytes(DType::F16, I) * O);
+  for (int64_t o = 0; o < O; ++o)
+    quantize_row(DType::F16, w.data() + o * I, w16.data() + o * row_bytes(DType::F16, I), I);
+  WeightRef wr;
+  wr.dtype = DType::F16;
+  wr.shape = {O, I};
+  wr.data = w16.data();
+  wr.row_bytes = row_bytes(DType::F16, I);
+  auto loss16 = [&] {
+    ops::linear(ctx, wr, x.data(), rows, y.data());
+    return dot(y, c);
+  };
+  std::vector<float> dx16(rows * I, 0.0f);
+  linear_backward_input(ctx, wr, c.data(), rows, dx16.data());
+  EXPECT_LT(fd_error(x, loss16, dx16), kFdTol);
+
+  std::vector<float> db(O, 0.0f), b = randv(O, 7);
+  auto lossb = [&] {
+    ops::linear(ctx, f32_weight(w.data(), O, I), x.data(), rows, y.data(), b.data());
+    return dot(y, c);
+  };
+  linear_bias_backward(c.data(), rows, O, db.data());
+  EXPECT_LT(fd_error(b, lossb, db), kFdTol);
+}
+
+TEST(TrainOps, LoraPair) {
+  Context ctx(1);
+  const int64_t rows = 4, I = 16, O = 12, r = 4;
+  LoraPair p;
+  p.r = r;
+  p.in = I;
+  p.out = O;
+  p.scaling = 2.0f;
+  p.A = randv(r * I, 8);
+  p.B = randv(O * r, 9);
+  p.dA.assign(r * I, 0.0f);
+  p.dB.assign(O * r, 0.0f);
+  auto x = randv(rows * I, 10), c = randv(rows * O, 11);
+  std::vector<float> u(rows * r), y(rows * O), dx(rows * I, 0.0f);
+  auto loss = [&] {
+    std::fill(y.begin(), y.end(), 0.0f);
+    p.forward(ctx, x.data(), rows, u.data(), y.data());
+    return dot(y, c);
+  };
+  loss();
+  p.backward(ctx, x.data(), u.data(), c.data(), rows, dx.data());
+  EXPECT_LT(fd_error(x, loss, dx), kFdTol);
+  EXPECT_LT(fd_error(p.A, loss, p.dA), kFdTol);
+  EXPECT_LT(fd_error(p.B, loss, p.dB), kFdTol);
+}
+
+TEST(TrainOps, RopeRotateHalfAndInterleaved) {
+  for (bool interleaved : {false, true}) {
+    nn::RopeConfig rc;
+    rc.theta = 100.0;
+    rc.interleaved = interleaved;
+    const int64_t T = 5, heads = 2, Dh = 8;
+    nn::Rope rope(rc, Dh);
+    auto x = randv(T * heads * Dh, 12), c = randv(T * heads * Dh, 13);
+    auto loss = [&] {
+      std::vector<float> y = x;
+      rope_forward(rope, y.data(), T, heads, Dh, 3);
+      return dot(y, c);
+    };
+    std::vector<float> dx = c;
+    rope_backward(rope, dx.data(), T, heads, Dh, 3);
+    EXPECT_LT(fd_error(x, loss, dx), kFdTol) << "interleaved " << interleaved;
+  }
+}
+
+TEST(TrainOps, AttentionCausalGqaPadded) {
+  nn::AttentionShape a;
+  a.n_heads = 4;
+  a.n_kv_heads = 2;
+  a.head_dim = 4;
+  a.scale = 0.5f;
+  const int64_t B = 2, T = 5, N = B * T, qw = 16, kw = 8;
+  // Row 0 right-padded (last two keys hidden), row 1 full.
+  std::vector<uint8_t> mask = {1, 1, 1, 0, 0, 1, 1, 1, 1, 1};
+  for (int64_t window : {0, 2}) {
+    a.sliding_window = window;
+    auto q = randv(N * qw, 14), k = randv(N * kw, 15), v = randv(N * kw, 16), c = randv(N * qw, 17);
+    std::vector<float> probs(B * 4 * T * T), out(N * qw);
+    auto loss = [&] {
+      attention_forward(a, q.data(), k.data(), v.data(), mask.data(), B, T, probs.data(), out.data());
+      return dot(out, c);
+    };
+    loss();
+    std::vector<float> dq(N * qw, 0.0f), dk(N * kw, 0.0f), dv(N * kw, 0.0f);
+    attention_backward(a, c.data(), q.data(), k.data(), v.data(), probs.data(), mask.data(), B, T, dq.data(), dk.data(),
+                       dv.data());
+    EXPECT_LT(fd_error(q, loss, dq), kFdTol) << "window " << window;
+    EXPECT_LT(fd_error(k, loss, dk), kFdTol) << "window " << window;
+    EXPECT_LT(fd_error(v, loss, dv), kFdTol) << "window " << window;
+  }
+}
+
+TEST(TrainOps, GatedActivations) {
+  for (ops::Activation act : {ops::Activation::Silu, ops::Activation::GeluTanh, ops::Activation::Gelu}) {
+    const int64_t n = 40;
+    auto g = randv(n, 18, -3, 3), u = randv(n, 19), c = randv(n, 20);
+    std::vector<float> y(n), dg(n, 0.0f), du(n, 0.0f);
+    auto loss = [&] {
+      ops::gated_act(act, g.data(), u.data(), y.data(), n);
+      return dot(y, c);
+    };
+    gated_act_backward(act, g.data(), u.data(), c.data(), dg.data(), du.data(), n);
+    EXPECT_LT(fd_error(g, loss, dg, 1e-3f), kFdTol) << (int)act;
+    EXPECT_LT(fd_error(u, loss, du, 1e-3f), kFdTol) << (int)act;
+  }
+}
+
+TEST(TrainOps, CrossEntropyIgnoresMaskedRows) {
+  const int64_t N = 4, V = 11;
+  auto logits = randv(N * V, 21, -3, 3);
+  std::vector<int64_t> targets = {3, kIgnoreIndex, 0, 10};
+  std::vector<float> d(N * V, 0.0f);
+  auto loss = [&] { return (double)cross_entropy_forward(logits.data(), targets.data(), N, V); };
+  cross_entropy_backward(logits.data(), targets.data(), N, V, 1.0f, d.data());
+  EXPECT_LT(fd_error(logits, loss, d, 1e-2f), kFdTol);
+  for (int64_t j = 0; j < V; ++j) EXPECT_EQ(d[1 * V + j], 0.0f);
+  int64_t count = 0;
+  cross_entropy_forward(logits.data(), targets.data(), N, V, &count);
+  EXPECT_EQ(count, 3);
+}
+
+TEST(TrainOps, EmbeddingBackward) {
+  const int64_t D = 3;
+  std::vector<int32_t> ids = {2, 0, 2};
+  std::vector<float> dx = {1, 2, 3, 4, 5, 6, 7, 8, 9}, dt(4 * D, 0.0f);
+  embedding_backward(ids.data(), 3, dx.data(), dt.data(), D);
+  EXPECT_EQ(dt, (std::vector<float>{4, 5, 6, 0, 0, 0, 8, 10, 12, 0, 0, 0}));
+}
+
+TEST(TrainOps, AdamWMatchesTheUpdateRule) {
+  // Two steps against the formula evaluated in double (torch.optim.AdamW's documented algorithm).
+  AdamWOptions o;
+  o.lr = 0.1;
+  o.weight_decay = 0.1;
+  AdamW opt(o);
+  AdamWState st;
+  std::vector<float> p = {0.5f, -1.0f, 2.0f}, g1 = {0.1f, -0.2f, 0.3f}, g2 = {-0.05f, 0.4f, 0.0f};
+  std::vector<double> pd(p.begin(), p.end()), m(3, 0), v(3, 0);
+  for (int step = 1; step <= 2; ++step) {
+    const auto& g = step == 1 ? g1 : g2;
+    opt.begin_step();
+    opt.update(p.data(), g.data(), st, 3);
+    for (int i = 0; i < 3; ++i) {
+      pd[i] *= 1 - o.lr * o.weight_decay;
+      m[i] = o.beta1 * m[i] + (1 - o.beta1) * g[i];
+      v[i] = o.beta2 * v[i] + (1 - o.beta2) * g[i] * g[i];
+      const double mh = m[i] / (1 - std::pow(o.beta1, step)), vh = v[i] / (1 - std::pow(o.beta2, step));
+      pd[i] -= o.lr * mh / (std::sqrt(vh) + o.eps);
+    }
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(p[i], pd[i], 1e-6);
+}
+
+// ---- the golden training states ---------------------------------------------------------------
+
+std::string train_case(const std::string& c) { return test::shared_dir() + "/golden/hf/train/" + c; }
+
+// Compares every produced tensor with the golden of the same name; returns the worst relative
+// error per group (sft.grad, lora.grad, ...) and checks that every golden of the groups we
+// produce was produced.
+void check_against_golden(const std::vector<NamedTensor>& ours, const safetensors::File& golden,
+                          const std::vector<std::string>& prefixes) {
+  std::map<std::string, double> worst;
+  std::set<std::string> produced;
+  for (const NamedTensor& t : ours) {
+    produced.insert(t.name);
+    const TensorRef* g = golden.find(t.name);
+    ASSERT_NE(g, nullptr) << "no golden " << t.name;
+    EXPECT_EQ(g->shape, t.shape) << t.name;
+    const std::vector<float> ref = test::as_f32(*g);
+    ASSERT_EQ(ref.size(), t.data.size()) << t.name;
+    const double e = test::rel_error(t.data, ref);
+    EXPECT_LE(e, 1e-4) << t.name;
+    std::string group = t.name;
+    for (const char* p : {"sft.grad.", "lora.grad.", "lora.adamw.final."})
+      if (t.name.rfind(p, 0) == 0) group = p;
+    worst[group] = std::max(worst[group], e);
+  }
+  for (const TensorRef& g : golden.tensors())
+    for (const std::string& p : prefixes)
+      if (g.name.rfind(p, 0) == 0) {
+        EXPECT_TRUE(produced.count(g.name)) << "not produced: " << g.name;
+      }
+  for (const auto& [group, e] : worst) std::printf("  %-32s max rel error %.3g\n", group.c_str(), e);
+}
+
+TEST(TrainGolden, LlamaSftLoraAdamW) {
+  const std::string dir = train_case("llama");
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  Context ctx(2);
+  TrainDumpOptions o;
+  o.model = dir;
+  o.lora_dir = dir + "/lora_adapter";
+  o.adamw_steps = 3;  // golden.json lora.adamw: torch.optim.AdamW defaults but weight_decay 0.01 (also the default)
+  const Batch batch = read_batch(*golden);
+  const auto ours = train_dump(ctx, o, batch);
+  check_against_golden(ours, *golden,
+                       {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
+                        "lora.adamw."});
+}
+
+TEST(TrainGolden, LlamaAdapterLoadsAsInitialized) {
+  // The PEFT folder's factors are the golden lora.init.* (PEFT's in-memory names add ".default").
+  const std::string dir = train_case("llama");
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  auto m = open_trainable(dir);
+  LoraSet lora = LoraSet::load_peft(dir + "/lora_adapter", m->linear_modules());
+  EXPECT_EQ(lora.pairs.size(), 14u);
+  EXPECT_FLOAT_EQ(lora.config.scaling(), 2.0);
+  for (auto& [module, p] : lora.pairs) {
+    const TensorRef* a = golden->find("lora.init." + LoraSet::peft_name(module, 'A', "default"));
+    const TensorRef* b = golden->find("lora.init." + LoraSet::peft_name(module, 'B', "default"));
+    ASSERT_TRUE(a && b) << module;
+    EXPECT_EQ(test::as_f32(*a), p.A);
+    EXPECT_EQ(test::as_f32(*b), p.B);
+  }
+}
+
+TEST(TrainGolden, CliTrainDump) {
+  const std::string dir = train_case("llama");
+  const std::string out = testing::TempDir() + "/train_dump_llama.safetensors";
+  const std::string cmd = std::string(EDGEVL_BINARY) + " train-dump -t 2 -m '" + dir + "' --lora '" + dir +
+                          "/lora_adapter' --inputs '" + dir + "/golden.safetensors' --out '" + out +
+                          "' --adamw-steps 3";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto ours = safetensors::File::open(out);
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  int compared = 0;
+  for (const TensorRef& t : ours->tensors()) {
+    const TensorRef* g = golden->find(t.name);
+    ASSERT_NE(g, nullptr) << t.name;
+    EXPECT_LE(test::rel_error(test::as_f32(t), test::as_f32(*g)), 1e-4) << t.name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 2 + 21 + 2 + 28 + 1 + 28);
+}
+
+}  // namespace
+}  // namespace edgevl::train
