@@ -2,6 +2,7 @@
 // Llama training step (SFT gradients, LoRA gradients, AdamW) against the reference stack's golden
 // training states (../shared/golden/hf/train/llama).
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <random>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "io/safetensors.h"
 #include "kernels/quants.h"
 #include "test_util.h"
@@ -309,6 +311,68 @@ TEST(TrainGolden, LlamaAdapterLoadsAsInitialized) {
     EXPECT_EQ(test::as_f32(*a), p.A);
     EXPECT_EQ(test::as_f32(*b), p.B);
   }
+}
+
+TEST(TrainGolden, PeftAdapterRoundTrip) {
+  // An adapter written by edgevl has PEFT's names and config keys and reads back unchanged.
+  const std::string dir = train_case("llama");
+  auto m = open_trainable(dir);
+  LoraSet lora = LoraSet::load_peft(dir + "/lora_adapter", m->linear_modules());
+  const std::string out = testing::TempDir() + "/edgevl_lora_roundtrip";
+  lora.save_peft(out, "llama");
+  auto ours = safetensors::File::open(out + "/adapter_model.safetensors");
+  auto ref = safetensors::File::open(dir + "/lora_adapter/adapter_model.safetensors");
+  ASSERT_EQ(ours->tensors().size(), ref->tensors().size());
+  for (const TensorRef& t : ref->tensors()) {
+    const TensorRef* o = ours->find(t.name);
+    ASSERT_NE(o, nullptr) << t.name;
+    EXPECT_EQ(o->shape, t.shape);
+    EXPECT_EQ(test::as_f32(*o), test::as_f32(t)) << t.name;
+  }
+  const LoraConfig c = read_lora_config(out);
+  EXPECT_EQ(c.r, lora.config.r);
+  EXPECT_EQ(c.alpha, lora.config.alpha);
+  EXPECT_EQ(c.target_modules, lora.config.target_modules);
+  LoraSet again = LoraSet::load_peft(out, m->linear_modules());
+  EXPECT_EQ(again.pairs.size(), lora.pairs.size());
+}
+
+TEST(TrainGolden, LlamaLoraOverF16Base) {
+  // QLoRA's path: the frozen base in another dtype (here float16) runs forward through the kernels
+  // and sends the input gradient through dequantized rows. Judged against the float32 goldens with
+  // the tolerance float16 weights leave (their rounding, ~5e-4 relative, moves everything).
+  const std::string dir = train_case("llama");
+  const std::string f16 = testing::TempDir() + "/edgevl_llama_f16";
+  std::filesystem::create_directories(f16);
+  std::filesystem::copy_file(dir + "/config.json", f16 + "/config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto base = safetensors::File::open(dir + "/model.safetensors");
+  safetensors::Writer w;
+  for (const TensorRef& t : base->tensors()) {
+    const std::vector<float> v = test::as_f32(t);
+    std::vector<uint8_t> bytes(v.size() * 2);
+    quantize_row(DType::F16, v.data(), bytes.data(), (int64_t)v.size());
+    w.add(t.name, DType::F16, t.shape, std::move(bytes));
+  }
+  w.write(f16 + "/model.safetensors");
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  Context ctx(2);
+  TrainDumpOptions o;
+  o.model = f16;
+  o.lora_dir = dir + "/lora_adapter";
+  o.sft = false;
+  double worst = 0;
+  for (const NamedTensor& t : train_dump(ctx, o, read_batch(*golden))) {
+    const TensorRef* g = golden->find(t.name);
+    ASSERT_NE(g, nullptr) << t.name;
+    const double e = test::rel_error(t.data, test::as_f32(*g));
+    EXPECT_LE(e, 1e-2) << t.name;
+    worst = std::max(worst, e);
+  }
+  std::printf("  float16 base, LoRA: max rel error vs float32 goldens %.3g\n", worst);
+  // Full fine-tuning needs float32 weights: a clear error, not garbage.
+  auto m = open_trainable(f16);
+  EXPECT_THROW(m->enable_base_grads(), Error);
 }
 
 TEST(TrainGolden, CliTrainDump) {

@@ -1,8 +1,13 @@
 #include "train/lora.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <regex>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/hf_config.h"
@@ -125,6 +130,45 @@ LoraSet LoraSet::load_peft(const std::string& adapter_dir,
   EV_CHECK(used == file->tensors().size(), file->path(), ": has ", file->tensors().size(), " tensors, ", used,
            " belong to this model's targeted linears");
   return s;
+}
+
+void LoraSet::save_peft(const std::string& adapter_dir, const std::string& base_model) const {
+  std::error_code ec;
+  std::filesystem::create_directories(adapter_dir, ec);
+  EV_CHECK(!ec, adapter_dir, ": cannot create the adapter folder (", ec.message(), ")");
+  safetensors::Writer w;
+  w.set_metadata("format", "pt");
+  for (const auto& [module, p] : pairs) {
+    w.add(peft_name(module, 'A'), DType::F32, {p.r, p.in}, p.A.data(), p.A.size() * sizeof(float));
+    w.add(peft_name(module, 'B'), DType::F32, {p.out, p.r}, p.B.data(), p.B.size() * sizeof(float));
+  }
+  w.write(adapter_dir + "/adapter_model.safetensors");
+  // The keys PEFT's LoraConfig reads; the rest keep PEFT's defaults.
+  nlohmann::json j = {{"peft_type", "LORA"},
+                      {"task_type", "CAUSAL_LM"},
+                      {"base_model_name_or_path", base_model.empty() ? nullptr : nlohmann::json(base_model)},
+                      {"r", config.r},
+                      {"lora_alpha", config.alpha},
+                      {"lora_dropout", config.dropout},
+                      {"use_rslora", config.use_rslora},
+                      {"use_dora", false},
+                      {"fan_in_fan_out", false},
+                      {"bias", "none"},
+                      {"init_lora_weights", true},
+                      {"inference_mode", true},
+                      {"modules_to_save", nullptr},
+                      {"rank_pattern", nlohmann::json::object()},
+                      {"alpha_pattern", nlohmann::json::object()}};
+  if (config.target_regex.empty()) j["target_modules"] = config.target_modules;
+  else j["target_modules"] = config.target_regex;
+  if (config.alpha == std::floor(config.alpha)) j["lora_alpha"] = (int64_t)config.alpha;
+  const std::string path = adapter_dir + "/adapter_config.json", tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << j.dump(2) << "\n";
+    EV_CHECK(f.good(), tmp, ": write failed");
+  }
+  EV_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot replace");
 }
 
 }  // namespace edgevl::train

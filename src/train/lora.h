@@ -57,6 +57,9 @@ class LoraSet {
   // config targets; every one must have its A and B, of the right shapes.
   static LoraSet load_peft(const std::string& adapter_dir,
                            const std::map<std::string, std::pair<int64_t, int64_t>>& expected);
+  // Writes a PEFT folder (adapter_config.json + adapter_model.safetensors, float32, PEFT's names),
+  // which PeftModel.from_pretrained and load_peft read. Files are replaced atomically.
+  void save_peft(const std::string& adapter_dir, const std::string& base_model = "") const;
   // PEFT's tensor names: "base_model.model.<module>.lora_A.weight"; with adapter_name
   // "default": "base_model.model.<module>.lora_A.default.weight".
   static std::string peft_name(const std::string& module, char which, const std::string& adapter_name = "");
