@@ -306,6 +306,36 @@ TEST(KernelsSimd, DotF32OddLengthsAndUnalignedPointers) {
   }
 }
 
+TEST(KernelsSimd, SoftmaxF32MatchesScalarWithMaskedEntries) {
+  Kernels ref = Kernels::select("scalar");
+  auto buf = random_floats(2400, 9);
+  for (auto& x : buf) x *= 30.0f;  // a wide range of exponents, some below exp's underflow
+  for (const auto& isa : simd_isas()) {
+    Kernels kk = Kernels::select(isa);
+    for (int64_t n : {1, 3, 15, 16, 17, 63, 64, 65, 1000, 2304, 2399}) {
+      for (int off : {0, 1}) {
+        std::vector<float> a(buf.begin() + off, buf.begin() + off + n);
+        for (int64_t i = 0; i < n; i += 7) a[i] = -INFINITY;  // masked keys
+        std::vector<float> b = a;
+        const bool ra = softmax_f32(ref, a.data(), n), rb = softmax_f32(kk, b.data(), n);
+        ASSERT_EQ(ra, rb);
+        ASSERT_EQ(ra, n > 1) << isa << " n=" << n;  // n = 1: the only key is masked
+        if (!ra) continue;
+        double sum = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          EXPECT_NEAR(b[i], a[i], 1e-6 * a[i] + 1e-9) << isa << " n=" << n << " i=" << i;
+          if (i % 7 == 0) EXPECT_EQ(b[i], 0.0f);
+          sum += b[i];
+        }
+        EXPECT_NEAR(sum, 1.0, 1e-5);
+      }
+    }
+    std::vector<float> all_masked(20, -INFINITY);
+    EXPECT_FALSE(softmax_f32(kk, all_masked.data(), 20));
+    EXPECT_EQ(all_masked[3], -INFINITY);
+  }
+}
+
 TEST(Kernels, SelectHonoursOverrideAndEnv) {
   EXPECT_EQ(Kernels::select("scalar").isa(), Isa::Scalar);
   EXPECT_THROW(Kernels::select("sse9"), Error);

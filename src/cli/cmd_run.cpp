@@ -17,7 +17,7 @@ namespace edgevl::cli {
 namespace {
 
 struct ChatOpts {
-  std::string model, system, chat_template;
+  std::string model, mmproj, system, chat_template;
   std::vector<std::string> images, audio;
   MediaOptions media;
   int threads = 0, n = 512;
@@ -28,6 +28,7 @@ struct ChatOpts {
 
 void add_chat_options(CLI::App* cmd, ChatOpts& o) {
   cmd->add_option("-m,--model", o.model, "Model folder or .gguf file")->required();
+  cmd->add_option("--mmproj", o.mmproj, "llama.cpp mmproj .gguf with the vision tower, for a text-only .gguf model");
   cmd->add_option("--system", o.system, "A system message first");
   cmd->add_option("--chat-template", o.chat_template,
                   "Jinja chat template file to use instead of the model's own");
@@ -104,6 +105,7 @@ void add_run(CLI::App& app) {
   cmd->callback([o, prompt] {
     EV_CHECK(!prompt->empty() || !o->images.empty() || !o->audio.empty(), "run: give a prompt, --image or --audio");
     Engine engine = Engine::load(o->model, o->threads);
+    if (!o->mmproj.empty()) engine.model->attach_mmproj(o->mmproj);
     MediaProcessor media(*engine.model, o->media);
     Conversation conv(engine, media, chat_template_for(*o), o->ctx);
     if (!o->system.empty()) conv.set_system(o->system);
@@ -127,6 +129,7 @@ void add_chat(CLI::App& app) {
       "  /quit         leave (or end of input)");
   cmd->callback([o] {
     Engine engine = Engine::load(o->model, o->threads);
+    if (!o->mmproj.empty()) engine.model->attach_mmproj(o->mmproj);
     MediaProcessor media(*engine.model, o->media);
     Conversation conv(engine, media, chat_template_for(*o), o->ctx);
     if (!o->system.empty()) conv.set_system(o->system);

@@ -87,5 +87,8 @@ PackedWeight repack_for_matmul(const Kernels& kernels, DType wtype, const void* 
 
 // Dot product of two float vectors (used by attention), with the table's SIMD.
 float dot_f32(const Kernels& kernels, const float* a, const float* b, int64_t n);
+// In-place softmax of a float row with the table's SIMD: exp by Cephes' polynomial (~2 ulp),
+// -inf entries give 0. Returns false, leaving the row as it was, when every entry is -inf.
+bool softmax_f32(const Kernels& kernels, float* x, int64_t n);
 
 }  // namespace edgevl

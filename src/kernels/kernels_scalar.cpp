@@ -2,6 +2,8 @@
 // follow ggml's generic vec_dot_*: integer sums per block, then one float multiply by the product
 // of the two block scales (plus the min term for the _1 and K formats), so results match
 // llama.cpp's to float rounding.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/fp16.h"
@@ -213,6 +215,40 @@ float dot_q6_K_q8_K(int64_t k, const void* w, const void* a) {
 
 float dot_f32_plain(const float* a, const float* b, int64_t n) { return dot_f32_f32(n, a, b); }
 
+// exp(x) by Cody-Waite reduction and Cephes' degree-6 polynomial (~2 ulp); 0 below -87.3.
+float exp_cephes(float x) {
+  const bool underflow = x < -87.33654f;
+  x = std::min(std::max(x, -87.33654f), 88.72283f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = ((int32_t)n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return underflow ? 0.0f : p * scale;
+}
+
+bool softmax_f32_plain(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  if (mx == -INFINITY) return false;
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = exp_cephes(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  return true;
+}
+
 template <DType T>
 void quantize_as(const float* x, void* out, int64_t k) {
   quantize_row(T, x, out, k);
@@ -241,6 +277,7 @@ KernelTable make_scalar_table() {
   t.w[kQ5_K] = entry<DType::Q8_K, dot_q5_K_q8_K>();
   t.w[kQ6_K] = entry<DType::Q8_K, dot_q6_K_q8_K>();
   t.dot_f32 = &dot_f32_plain;
+  t.softmax_f32 = &softmax_f32_plain;
   t.gemm_mr = 4;
   t.gemm_nr = 4;
   return t;

@@ -220,4 +220,6 @@ float dot_f32(const Kernels& kernels, const float* a, const float* b, int64_t n)
   return kernels.table().dot_f32(a, b, n);
 }
 
+bool softmax_f32(const Kernels& kernels, float* x, int64_t n) { return kernels.table().softmax_f32(x, n); }
+
 }  // namespace edgevl

@@ -75,6 +75,9 @@ struct KernelTable {
   Isa isa = Isa::Scalar;
   kern::WeightKernels w[kern::kNumSlots];
   float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
+  // In-place softmax of one row (-inf entries become 0); false (row untouched) when every entry
+  // is -inf.
+  bool (*softmax_f32)(float* x, int64_t n) = nullptr;
   int gemm_mr = 4, gemm_nr = 4;  // largest tile the gemm entries accept
 };
 

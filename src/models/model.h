@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/error.h"
 #include "models/source.h"
 #include "nn/kv_cache.h"
 #include "tensor/context.h"
@@ -75,6 +76,11 @@ class CausalLM {
   // intended (Gemma 4's audio tower: eager inverts its window mask). Off by default; golden
   // comparisons (`edgevl dump`, the parity tests) turn it on, since the goldens used eager.
   virtual void match_hf_eager_attention(bool on) {}
+  // Attaches the media towers of a llama.cpp mmproj GGUF (the file its converter writes next to a
+  // text-only GGUF). Error when the family takes none or the file does not fit the model.
+  virtual void attach_mmproj(const std::string& path) {
+    fail(path, ": the ", info_.family, " family takes no mmproj file");
+  }
 
  protected:
   ModelInfo info_;

@@ -14,6 +14,7 @@ struct AttentionShape {
   int64_t sliding_window = 0;  // 0 = global
   float softcap = 0.0f;        // 0 = none (Gemma 2's attn_logit_softcapping)
   bool causal = true;          // false: every query sees every (unmasked) key (vision encoders)
+  bool low_precision = false;  // many-query path: q·kᵀ and p·v with Q8_0 operands (int8 dot products)
 };
 
 // q: [T, H*Dh] for positions pos0 .. pos0+T-1; k, v: [S, Hkv*Dh] with S >= pos0+T filled.

@@ -22,6 +22,10 @@ struct ClippedLinear {
   // `prefix` names the module ("model.vision_tower.encoder.layers.{L}.self_attn.q_proj"); the
   // matrix is `<prefix>.linear.weight`, [out, in].
   void load(WeightLoader& loader, const std::string& prefix, int64_t out, int64_t in, bool clipped, int64_t layer);
+  // Both spellings: HF `<hf_prefix>.linear.weight` / `<hf_prefix>.input_min` ..., llama.cpp's
+  // mmproj `<gguf_prefix>.weight` / `<gguf_prefix>.input_min` ... (the loader picks by source).
+  void load(WeightLoader& loader, const std::string& hf_prefix, const std::string& gguf_prefix, int64_t out,
+            int64_t in, bool clipped, int64_t layer);
   // y [rows, out] = clamp(clamp(x, in) · wᵀ, out); `scratch` holds the clamped input.
   void apply(Context& ctx, const float* x, int64_t rows, float* y, Tensor& scratch) const;
 };

@@ -99,6 +99,36 @@ class Gemma4Model : public CausalLM {
                                                     cfg_.hidden);
   }
 
+  // llama.cpp's split: a text GGUF plus the mmproj its converter writes. The mmproj holds the
+  // vision tower (gemma4v); placeholder ids come from the text file's vocabulary, or the released
+  // Gemma 4 ids where it lacks the strings (files written by `edgevl init`).
+  void attach_mmproj(const std::string& path) override {
+    auto src = ModelSource::open(path);
+    EV_CHECK(src->is_gguf() && src->architecture() == "clip", path, ": not an mmproj GGUF (general.architecture '",
+             src->architecture(), "', expected 'clip')");
+    int64_t text_hidden = 0;
+    Gemma4VisionConfig vc = gemma4_vision_config_from_mmproj(src->gguf(), &text_hidden);
+    EV_CHECK(text_hidden == cfg_.hidden, path, ": projects to ", text_hidden, " dimensions; the text model has ",
+             cfg_.hidden);
+    auto vision = std::make_unique<Gemma4VisionEncoder>(*src, std::move(vc), cfg_.hidden);
+    vision_.reset();
+    mmproj_ = std::move(src);
+    vision_ = std::move(vision);
+    if (tokens_.image < 0) {
+      std::vector<std::string> vocab;
+      if (source_->is_gguf())
+        vocab = source_->gguf().get_string_array("tokenizer.ggml.tokens").value_or(std::vector<std::string>{});
+      auto id = [&](const char* piece, int32_t released) {
+        for (size_t i = 0; i < vocab.size(); ++i)
+          if (vocab[i] == piece) return (int32_t)i;
+        return released < cfg_.vocab ? released : -1;
+      };
+      tokens_.image = id("<|image|>", 258880);
+      tokens_.begin_image = id("<|image>", 255999);
+      tokens_.end_image = id("<image|>", 258882);
+    }
+  }
+
   bool has_audio() const override { return audio_ != nullptr; }
   int64_t encode_audio(Context& ctx, const float* features, const uint8_t* mask, int64_t frames, int64_t bins,
                        Tensor& out, const ActivationTap& tap) override {
@@ -320,6 +350,7 @@ class Gemma4Model : public CausalLM {
   Gemma4TextConfig cfg_;
   WeightLoader loader_;
   MediaTokens tokens_;
+  std::unique_ptr<ModelSource> mmproj_;  // outlives vision_ (declared first), which maps it
   std::unique_ptr<Gemma4VisionEncoder> vision_;
   std::unique_ptr<Gemma4AudioEncoder> audio_;
   ModelWeights w_;

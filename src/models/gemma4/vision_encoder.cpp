@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "kernels/quants.h"
 #include "nn/attention.h"
 #include "tensor/ops.h"
 
@@ -44,41 +45,173 @@ Gemma4VisionConfig gemma4_vision_config_from_hf(const HfConfig& hf) {
   return c;
 }
 
+namespace {
+
+using Layer = Gemma4VisionEncoder::Layer;
+
+// The weight table: every tensor once, with its HF and mmproj names ({L}: layer). Linears are
+// module prefixes (HF adds .linear.weight, the mmproj .weight; clip bounds hang off both).
+constexpr const char* kInputProjHf = "model.vision_tower.patch_embedder.input_proj.weight";
+constexpr const char* kInputProjGguf = "v.patch_embd.weight";
+constexpr const char* kPositionHf = "model.vision_tower.patch_embedder.position_embedding_table";
+constexpr const char* kPositionGguf = "v.position_embd.weight";
+constexpr const char* kStdBiasHf = "model.vision_tower.std_bias";
+constexpr const char* kStdBiasGguf = "v.std_bias";
+constexpr const char* kStdScaleHf = "model.vision_tower.std_scale";
+constexpr const char* kStdScaleGguf = "v.std_scale";
+constexpr const char* kProjectionHf = "model.embed_vision.embedding_projection.weight";
+constexpr const char* kProjectionGguf = "mm.input_projection.weight";
+
+enum Dim { kD, kQ, kKV, kF, kHeadDim };
+struct NormSpec {
+  WeightRef Layer::*slot;
+  const char* hf;
+  const char* gguf;
+  Dim dim;
+};
+struct LinearSpec {
+  ClippedLinear Layer::*slot;
+  const char* hf;
+  const char* gguf;
+  Dim out, in;
+};
+const NormSpec kNorms[] = {
+    {&Layer::attn_norm, "model.vision_tower.encoder.layers.{L}.input_layernorm.weight", "v.blk.{L}.ln1.weight", kD},
+    {&Layer::post_attn_norm, "model.vision_tower.encoder.layers.{L}.post_attention_layernorm.weight",
+     "v.blk.{L}.attn_post_norm.weight", kD},
+    {&Layer::ffn_norm, "model.vision_tower.encoder.layers.{L}.pre_feedforward_layernorm.weight", "v.blk.{L}.ln2.weight",
+     kD},
+    {&Layer::post_ffn_norm, "model.vision_tower.encoder.layers.{L}.post_feedforward_layernorm.weight",
+     "v.blk.{L}.ffn_post_norm.weight", kD},
+    {&Layer::q_norm, "model.vision_tower.encoder.layers.{L}.self_attn.q_norm.weight", "v.blk.{L}.attn_q_norm.weight",
+     kHeadDim},
+    {&Layer::k_norm, "model.vision_tower.encoder.layers.{L}.self_attn.k_norm.weight", "v.blk.{L}.attn_k_norm.weight",
+     kHeadDim},
+};
+const LinearSpec kLinears[] = {
+    {&Layer::q, "model.vision_tower.encoder.layers.{L}.self_attn.q_proj", "v.blk.{L}.attn_q", kQ, kD},
+    {&Layer::k, "model.vision_tower.encoder.layers.{L}.self_attn.k_proj", "v.blk.{L}.attn_k", kKV, kD},
+    {&Layer::v, "model.vision_tower.encoder.layers.{L}.self_attn.v_proj", "v.blk.{L}.attn_v", kKV, kD},
+    {&Layer::o, "model.vision_tower.encoder.layers.{L}.self_attn.o_proj", "v.blk.{L}.attn_out", kD, kQ},
+    {&Layer::gate, "model.vision_tower.encoder.layers.{L}.mlp.gate_proj", "v.blk.{L}.ffn_gate", kF, kD},
+    {&Layer::up, "model.vision_tower.encoder.layers.{L}.mlp.up_proj", "v.blk.{L}.ffn_up", kF, kD},
+    {&Layer::down, "model.vision_tower.encoder.layers.{L}.mlp.down_proj", "v.blk.{L}.ffn_down", kD, kF},
+};
+constexpr const char* kClipBounds[] = {"input_min", "input_max", "output_min", "output_max"};
+
+int64_t dim_of(const Gemma4VisionConfig& c, Dim d) {
+  switch (d) {
+    case kD: return c.hidden;
+    case kQ: return c.n_heads * c.head_dim;
+    case kKV: return c.n_kv_heads * c.head_dim;
+    case kF: return c.ffn;
+    case kHeadDim: return c.head_dim;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<Gemma4VisionTensor> gemma4_vision_tensors(const Gemma4VisionConfig& c, int64_t text_hidden) {
+  using K = VisionTensorKind;
+  const int64_t D = c.hidden;
+  std::vector<Gemma4VisionTensor> t;
+  t.push_back({kInputProjHf, kInputProjGguf, {D, c.patch_values()}, K::PatchEmbedding});
+  t.push_back({kPositionHf, kPositionGguf, {2, c.position_table, D}, K::PositionTable});
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    for (const LinearSpec& s : kLinears) {
+      const std::string hf = expand_layer_name(s.hf, l), gg = expand_layer_name(s.gguf, l);
+      t.push_back({hf + ".linear.weight", gg + ".weight", {dim_of(c, s.out), dim_of(c, s.in)}, K::Matrix});
+      if (c.clipped_linears)
+        for (const char* b : kClipBounds) t.push_back({hf + "." + b, gg + "." + b, {}, K::Clip});
+    }
+    for (const NormSpec& s : kNorms)
+      t.push_back({expand_layer_name(s.hf, l), expand_layer_name(s.gguf, l), {dim_of(c, s.dim)}, K::Vector});
+  }
+  if (c.standardize) {
+    t.push_back({kStdBiasHf, kStdBiasGguf, {D}, K::Vector});
+    t.push_back({kStdScaleHf, kStdScaleGguf, {D}, K::Vector});
+  }
+  t.push_back({kProjectionHf, kProjectionGguf, {text_hidden, D}, K::Matrix});
+  return t;
+}
+
+Gemma4VisionConfig gemma4_vision_config_from_mmproj(const gguf::File& f, int64_t* text_hidden) {
+  const std::string type = f.get_string("clip.vision.projector_type").value_or(f.get_string("clip.projector_type").value_or(""));
+  EV_CHECK(type == "gemma4v", f.path(), ": not a Gemma 4 vision mmproj (clip.vision.projector_type is '", type,
+           "', expected 'gemma4v')");
+  auto need = [&](const char* key) {
+    const auto v = f.get_int(key);
+    EV_CHECK(v.has_value(), f.path(), ": mmproj has no ", key);
+    return *v;
+  };
+  Gemma4VisionConfig c;
+  c.hidden = need("clip.vision.embedding_length");
+  c.ffn = need("clip.vision.feed_forward_length");
+  c.n_layers = need("clip.vision.block_count");
+  c.n_heads = need("clip.vision.attention.head_count");
+  c.n_kv_heads = f.get_int("clip.vision.attention.head_count_kv").value_or(c.n_heads);
+  c.head_dim = f.get_int("clip.vision.attention.head_dim").value_or(c.n_heads > 0 ? c.hidden / c.n_heads : 0);
+  c.patch_size = need("clip.vision.patch_size");
+  // llama.cpp's default pooling (the converter writes no key for it) and fixed RoPE theta.
+  c.pooling_kernel = f.get_int("clip.vision.projector.scale_factor").value_or(3);
+  c.rms_eps = (float)f.get_float("clip.vision.attention.layer_norm_epsilon").value_or(1e-6);
+  c.rope_theta = 100.0;
+  c.act = ops::Activation::GeluTanh;
+  const TensorRef* pos = f.find_tensor(kPositionGguf);
+  EV_CHECK(pos && pos->shape.size() == 3 && pos->shape[0] == 2, f.path(), ": mmproj has no [2, N, hidden] ",
+           kPositionGguf);
+  c.position_table = pos->shape[1];
+  c.clipped_linears = f.find_tensor("v.blk.0.attn_q.input_min") != nullptr;
+  c.standardize = f.find_tensor(kStdBiasGguf) != nullptr;
+  *text_hidden = need("clip.vision.projection_dim");
+  EV_CHECK(c.hidden > 0 && c.ffn > 0 && c.n_layers > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
+               c.n_heads % c.n_kv_heads == 0 && c.head_dim > 0 && c.head_dim % 4 == 0 && c.patch_size > 0 &&
+               c.pooling_kernel > 0 && *text_hidden > 0,
+           f.path(), ": invalid clip.vision sizes");
+  return c;
+}
+
 Gemma4VisionEncoder::Gemma4VisionEncoder(const ModelSource& src, Gemma4VisionConfig cfg, int64_t text_hidden)
     : cfg_(std::move(cfg)), text_hidden_(text_hidden), loader_(src) {
   const Gemma4VisionConfig& c = cfg_;
-  const int64_t D = c.hidden, Q = c.n_heads * c.head_dim, KV = c.n_kv_heads * c.head_dim, F = c.ffn;
-  const std::string p = "model.vision_tower.";
-  input_proj_ = loader_.load((p + "patch_embedder.input_proj.weight").c_str(), nullptr, {D, c.patch_values()}, 0);
-  position_table_ = loader_.load((p + "patch_embedder.position_embedding_table").c_str(), nullptr,
-                                 {2, c.position_table, D}, 0);
+  const int64_t D = c.hidden, p = c.patch_size;
+  if (src.is_gguf()) {
+    // llama.cpp keeps the patch embedding as a conv kernel [D, 3, p, p]; back to HF's per-patch
+    // (py, px, c) order, in float32.
+    const WeightRef conv = loader_.load(nullptr, kInputProjGguf, {D, 3, p, p}, 0);
+    patch_f32_.resize(D * c.patch_values());
+    std::vector<float> row(3 * p * p);
+    for (int64_t o = 0; o < D; ++o) {
+      dequantize_row(conv.dtype, static_cast<const uint8_t*>(conv.data) + o * row_bytes(conv.dtype, 3 * p * p), row.data(),
+                     3 * p * p);
+      for (int64_t ch = 0; ch < 3; ++ch)
+        for (int64_t y = 0; y < p; ++y)
+          for (int64_t x = 0; x < p; ++x) patch_f32_[o * 3 * p * p + (y * p + x) * 3 + ch] = row[(ch * p + y) * p + x];
+    }
+    input_proj_.name = kInputProjGguf;
+    input_proj_.dtype = DType::F32;
+    input_proj_.shape = {D, c.patch_values()};
+    input_proj_.data = patch_f32_.data();
+    input_proj_.row_bytes = c.patch_values() * sizeof(float);
+  } else {
+    input_proj_ = loader_.load(kInputProjHf, nullptr, {D, c.patch_values()}, 0);
+  }
+  position_table_ = loader_.load(kPositionHf, kPositionGguf, {2, c.position_table, D}, 0);
   EV_CHECK(position_table_.dtype == DType::F32, src.path(), ": the vision position table must be float32");
   if (c.standardize) {
-    std_bias_ = loader_.load((p + "std_bias").c_str(), nullptr, {D}, kVector);
-    std_scale_ = loader_.load((p + "std_scale").c_str(), nullptr, {D}, kVector);
+    std_bias_ = loader_.load(kStdBiasHf, kStdBiasGguf, {D}, kVector);
+    std_scale_ = loader_.load(kStdScaleHf, kStdScaleGguf, {D}, kVector);
   }
-  projection_ = loader_.load("model.embed_vision.embedding_projection.weight", nullptr, {text_hidden, D}, 0);
+  projection_ = loader_.load(kProjectionHf, kProjectionGguf, {text_hidden, D}, 0);
   layers_.resize(c.n_layers);
-  const std::string lp = p + "encoder.layers.{L}.";
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Layer& w = layers_[l];
-    auto norm = [&](const char* name, int64_t n) {
-      return loader_.load((lp + name + ".weight").c_str(), nullptr, {n}, kVector, l);
-    };
-    w.attn_norm = norm("input_layernorm", D);
-    w.post_attn_norm = norm("post_attention_layernorm", D);
-    w.ffn_norm = norm("pre_feedforward_layernorm", D);
-    w.post_ffn_norm = norm("post_feedforward_layernorm", D);
-    w.q_norm = norm("self_attn.q_norm", c.head_dim);
-    w.k_norm = norm("self_attn.k_norm", c.head_dim);
-    w.q.load(loader_, lp + "self_attn.q_proj", Q, D, c.clipped_linears, l);
-    w.k.load(loader_, lp + "self_attn.k_proj", KV, D, c.clipped_linears, l);
-    w.v.load(loader_, lp + "self_attn.v_proj", KV, D, c.clipped_linears, l);
-    w.o.load(loader_, lp + "self_attn.o_proj", D, Q, c.clipped_linears, l);
-    w.gate.load(loader_, lp + "mlp.gate_proj", F, D, c.clipped_linears, l);
-    w.up.load(loader_, lp + "mlp.up_proj", F, D, c.clipped_linears, l);
-    w.down.load(loader_, lp + "mlp.down_proj", D, F, c.clipped_linears, l);
+    for (const NormSpec& s : kNorms) w.*(s.slot) = loader_.load(s.hf, s.gguf, {dim_of(c, s.dim)}, kVector, l);
+    for (const LinearSpec& s : kLinears)
+      (w.*(s.slot)).load(loader_, s.hf, s.gguf, dim_of(c, s.out), dim_of(c, s.in), c.clipped_linears, l);
   }
+  low_precision_attention_ = layers_.empty() ? false : layers_[0].q.w.dtype != DType::F32;
   // Gemma4VisionRotaryEmbedding: frequencies over head_dim / 2 for each spatial axis.
   nn::RopeConfig rc;
   rc.theta = c.rope_theta;
@@ -119,7 +252,9 @@ void Gemma4VisionEncoder::layer_forward(Context& ctx, const Layer& w, const std:
   a.head_dim = Dh;
   a.scale = 1.0f;
   a.causal = false;
-  nn::attention(ctx, a, q_.data(), n, 0, k_.data(), v_.data(), attn_.data(), valid.data());
+  a.low_precision = low_precision_attention_;
+  const bool all_valid = std::find(valid.begin(), valid.end(), 0) == valid.end();
+  nn::attention(ctx, a, q_.data(), n, 0, k_.data(), v_.data(), attn_.data(), all_valid ? nullptr : valid.data());
   w.o.apply(ctx, attn_.data(), n, h_.data(), clip_);
   ops::rms_norm(h_.data(), w.post_attn_norm.f32(), h_.data(), n, D, c.rms_eps);
   ops::add(x_.data(), h_.data(), n * D);
@@ -157,24 +292,51 @@ int64_t Gemma4VisionEncoder::encode(Context& ctx, const float* pixel_values, con
     max_x = std::max(max_x, xs[t]);
   }
 
+  // Padding patches change no real patch's output (every real query masks them) and pool into
+  // nothing, so without a tap (which reports them, as HF does) they are dropped up front.
+  std::vector<int64_t> rows;  // source patch of each row computed
+  for (int64_t t = 0; t < n_patches; ++t)
+    if (valid[t] || tap) rows.push_back(t);
+  if (rows.empty()) {  // nothing real: keep HF's all-masked behaviour
+    rows.resize(n_patches);
+    for (int64_t t = 0; t < n_patches; ++t) rows[t] = t;
+  }
+  const int64_t n = (int64_t)rows.size();
+  const bool dropped_padding = n < n_patches;
+  if (dropped_padding) {
+    for (int64_t i = 0; i < n; ++i) {
+      xs[i] = xs[rows[i]];
+      ys[i] = ys[rows[i]];
+      valid[i] = valid[rows[i]];
+    }
+    xs.resize(n);
+    ys.resize(n);
+    valid.resize(n);
+  }
+
   // 1. Patch embedding.
-  x_.resize({n_patches, D});
-  Tensor centered({n_patches, c.patch_values()});
-  for (int64_t i = 0; i < n_patches * c.patch_values(); ++i) centered.data()[i] = 2.0f * (pixel_values[i] - 0.5f);
-  ops::linear(ctx, input_proj_, centered.data(), n_patches, x_.data());
+  const int64_t PV = c.patch_values();
+  x_.resize({n, D});
+  Tensor centered({n, PV});
+  for (int64_t i = 0; i < n; ++i) {
+    const float* src = pixel_values + rows[i] * PV;
+    float* dst = centered.row(i);
+    for (int64_t j = 0; j < PV; ++j) dst[j] = 2.0f * (src[j] - 0.5f);
+  }
+  ops::linear(ctx, input_proj_, centered.data(), n, x_.data());
   const float* table = static_cast<const float*>(position_table_.data);
-  for (int64_t t = 0; t < n_patches; ++t) {
+  for (int64_t t = 0; t < n; ++t) {
     if (!valid[t]) continue;
     ops::add(x_.row(t), table + xs[t] * D, D);
     ops::add(x_.row(t), table + (c.position_table + ys[t]) * D, D);
   }
-  if (tap) tap("vision.hidden_states.00", x_.data(), n_patches, D);
+  if (tap) tap("vision.hidden_states.00", x_.data(), n, D);
 
   // 2. Encoder.
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    layer_forward(ctx, layers_[l], xs, ys, valid, n_patches);
-    if (tap && l + 1 < c.n_layers) tap(str_cat("vision.hidden_states.", l + 1 < 10 ? "0" : "", l + 1), x_.data(),
-                                       n_patches, D);
+    layer_forward(ctx, layers_[l], xs, ys, valid, n);
+    if (tap && l + 1 < c.n_layers) tap(str_cat("vision.hidden_states.", l + 1 < 10 ? "0" : "", l + 1), x_.data(), n,
+                                       D);
   }
 
   // 3. Pooling by position (Gemma4VisionPooler._avg_pool_by_positions), skipped when every patch
@@ -184,12 +346,13 @@ int64_t Gemma4VisionEncoder::encode(Context& ctx, const float* pixel_values, con
   std::fill(pooled.data(), pooled.data() + out_len * D, 0.0f);
   const float root = (float)std::sqrt((double)D);
   if (kk == 1) {
-    for (int64_t t = 0; t < n_patches; ++t)
-      if (valid[t]) std::memcpy(pooled.row(t), x_.row(t), D * sizeof(float));
+    for (int64_t t = 0; t < n; ++t)
+      if (valid[t]) std::memcpy(pooled.row(rows[t]), x_.row(t), D * sizeof(float));
     std::fill(used.begin(), used.end(), 1);
   } else {
     const int64_t grid_w = (max_x + 1) / k;
-    for (int64_t t = 0; t < n_patches; ++t) {
+    if (dropped_padding) used[0] = 1;  // where HF pools the padding patches
+    for (int64_t t = 0; t < n; ++t) {
       // Padding patches land in bucket 0 with zero hidden states, as in HF.
       const int64_t bx = std::max<int64_t>(xs[t], 0) / k, by = std::max<int64_t>(ys[t], 0) / k;
       const int64_t bucket = bx + grid_w * by;

@@ -3,8 +3,10 @@
 // token per pooling_kernel_size² patches out, already projected to the text hidden size.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "io/gguf.h"
 #include "io/hf_config.h"
 #include "models/gemma4/clipped_linear.h"
 #include "models/model.h"
@@ -27,13 +29,36 @@ struct Gemma4VisionConfig {
 };
 
 Gemma4VisionConfig gemma4_vision_config_from_hf(const HfConfig& vision_config);
+// From a llama.cpp mmproj (`clip.vision.*` keys, projector type gemma4v); `text_hidden` receives
+// clip.vision.projection_dim.
+Gemma4VisionConfig gemma4_vision_config_from_mmproj(const gguf::File& mmproj, int64_t* text_hidden);
+
+// One vision-tower tensor in both spellings, from the table the encoder loads through: the HF
+// name (Gemma4ForConditionalGeneration) and llama.cpp's mmproj name (conversion/gemma.py,
+// Gemma4VisionAudioModel). `shape` is the HF one; the mmproj differs only for the patch
+// embedding ([D, 3, p, p], channel-major) and the clip bounds ([1] instead of 0-d).
+enum class VisionTensorKind { Matrix, Vector, Clip, PositionTable, PatchEmbedding };
+struct Gemma4VisionTensor {
+  std::string hf, gguf;
+  std::vector<int64_t> shape;
+  VisionTensorKind kind;
+};
+std::vector<Gemma4VisionTensor> gemma4_vision_tensors(const Gemma4VisionConfig& c, int64_t text_hidden);
 
 class Gemma4VisionEncoder {
  public:
-  // Loads model.vision_tower.* and model.embed_vision.* from an HF Gemma4ForConditionalGeneration.
+  // Loads model.vision_tower.* and model.embed_vision.* from an HF Gemma4ForConditionalGeneration,
+  // or v.* / mm.* from a llama.cpp mmproj GGUF (the same table, gemma4_vision_tensors()).
   Gemma4VisionEncoder(const ModelSource& src, Gemma4VisionConfig cfg, int64_t text_hidden);
 
   const Gemma4VisionConfig& config() const { return cfg_; }
+  int64_t text_hidden() const { return text_hidden_; }
+
+  // Attention products (q·kᵀ and p·v) with Q8_0 operands on the int8 kernels instead of F32. On
+  // by default when the tower's matrices are stored below F32 (their rounding already
+  // dominates); F32 weights keep the exact F32 path unless this turns it on.
+  void set_low_precision_attention(bool on) { low_precision_attention_ = on; }
+  bool low_precision_attention() const { return low_precision_attention_; }
 
   // One image: pixel_values [n_patches, 3·p²] in [0, 1] (the processor's layout, padding patches
   // included) and positions [n_patches, 2] as (x, y), (-1, -1) for padding. n_patches must be a
@@ -43,11 +68,12 @@ class Gemma4VisionEncoder {
   int64_t encode(Context& ctx, const float* pixel_values, const int64_t* positions, int64_t n_patches, Tensor& out,
                  const ActivationTap& tap = {});
 
- private:
+ public:
   struct Layer {
     WeightRef attn_norm, post_attn_norm, ffn_norm, post_ffn_norm, q_norm, k_norm;
     ClippedLinear q, k, v, o, gate, up, down;
   };
+ private:
   void layer_forward(Context& ctx, const Layer& w, const std::vector<int64_t>& xs, const std::vector<int64_t>& ys,
                      const std::vector<uint8_t>& valid, int64_t n);
 
@@ -57,6 +83,8 @@ class Gemma4VisionEncoder {
   WeightRef input_proj_, position_table_, std_bias_, std_scale_, projection_;
   std::vector<Layer> layers_;
   nn::Rope rope_;  // one spatial axis: head_dim / 2 dims
+  std::vector<float> patch_f32_;  // mmproj: the patch embedding back in HF's (py, px, c) order
+  bool low_precision_attention_ = false;
   Tensor x_, xn_, h_, q_, k_, v_, attn_, gate_, up_, clip_;
 };
 
