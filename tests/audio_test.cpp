@@ -27,6 +27,9 @@
 namespace edgevl {
 namespace {
 
+using test::TempDir;
+using test::read_bytes;
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using media::Gemma4AudioCall;
@@ -40,30 +43,6 @@ json read_json(const std::string& path) {
   return json::parse(in);
 }
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("edgevl_audio_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string path_dir() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 void write_bytes(const std::string& path, const uint8_t* data, size_t n) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(data), std::streamsize(n));
@@ -398,7 +377,7 @@ TEST(AudioDecode, BadFiles) {
     }
   };
   expect_error(dir.file("missing.wav"), "missing file");
-  expect_error(dir.path_dir(), "a directory");
+  expect_error(dir.str(), "a directory");
 
   const std::string empty = dir.file("empty.wav");
   write_bytes(empty, bytes.data(), 0);

@@ -32,29 +32,13 @@
 namespace edgevl {
 namespace {
 
+using test::read_bytes;
+using test::expect_error;
+
 using media::Image;
 using Bytes = std::vector<uint8_t>;
 
 std::string golden_dir() { return test::golden_hf("processors/gemma4_image"); }
-
-Bytes read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in) << path;
-  return Bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-std::string expect_error(const std::function<void()>& f, const std::string& needle, const std::string& what) {
-  try {
-    f();
-  } catch (const Error& e) {
-    std::string m = e.what();
-    EXPECT_NE(m.find(needle), std::string::npos) << what << ": message does not name '" << needle << "': " << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << what << ": multi-line message: " << m;
-    return m;
-  }
-  ADD_FAILURE() << what << ": no error";
-  return "";
-}
 
 // Bytes -> decode_image must fail with a message naming the pseudo-file.
 std::string expect_rejected(const Bytes& b, const std::string& what, const std::string& must_contain = "") {

@@ -27,6 +27,10 @@
 namespace edgevl {
 namespace {
 
+using test::TempDir;
+using test::read_bytes;
+using test::expect_error;
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using gguf::ValueType;
@@ -34,30 +38,6 @@ using gguf::ValueType;
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("edgevl_io_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
@@ -82,20 +62,6 @@ size_t after_gguf_string(const std::vector<uint8_t>& b, const std::string& s) {
   auto it = std::search(b.begin(), b.end(), pat.begin(), pat.end());
   EXPECT_NE(it, b.end()) << s;
   return static_cast<size_t>(it - b.begin()) + pat.size();
-}
-
-// `f` must throw edgevl::Error whose one-line message contains `needle` (the file's name).
-std::string expect_error(const std::function<void()>& f, const std::string& needle, const std::string& what) {
-  try {
-    f();
-  } catch (const Error& e) {
-    std::string m = e.what();
-    EXPECT_NE(m.find(needle), std::string::npos) << what << ": message does not name '" << needle << "': " << m;
-    EXPECT_EQ(m.find('\n'), std::string::npos) << what << ": multi-line message: " << m;
-    return m;
-  }
-  ADD_FAILURE() << what << ": no error";
-  return "";
 }
 
 // Both entry points (mapped file and memory image) must reject `bytes`.

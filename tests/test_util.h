@@ -5,11 +5,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <string>
+#include <system_error>
 #include <vector>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "io/tensor_ref.h"
 #include "kernels/kernels.h"
 
@@ -48,6 +55,49 @@ inline double rel_error(const float* a, const float* b, size_t n) {
 inline double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
   return rel_error(a.data(), b.data(), std::min(a.size(), b.size()));
+}
+
+// A fresh folder under the system temp directory, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            ("edgevl_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  EXPECT_TRUE(in) << path;
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// `f` must throw edgevl::Error whose one-line message contains `needle` (e.g. the file's name).
+inline std::string expect_error(const std::function<void()>& f, const std::string& needle, const std::string& what) {
+  try {
+    f();
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find(needle), std::string::npos) << what << ": message does not name '" << needle << "': " << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << what << ": multi-line message: " << m;
+    return m;
+  }
+  ADD_FAILURE() << what << ": no error";
+  return "";
 }
 
 // A golden tensor as float32 (F32, I64 and BOOL tensors).

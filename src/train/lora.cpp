@@ -109,7 +109,7 @@ LoraSet LoraSet::load_peft(const std::string& adapter_dir,
     p.out = io.second;
     p.scaling = (float)s.config.scaling();
     auto read = [&](char which, int64_t rows, int64_t cols, std::vector<float>& dst) {
-      const std::string name = peft_name(module, which);
+      const std::string name = peft_name(p.module, which);
       const TensorRef* t = file->find(name);
       EV_CHECK(t, file->path(), ": missing '", name, "'");
       EV_CHECK(t->shape == std::vector<int64_t>({rows, cols}), file->path(), ": '", name, "' should be [", rows, ", ",
