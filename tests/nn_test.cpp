@@ -13,8 +13,13 @@ namespace {
 // Reference attention for one query: softmax over visible keys of scale·q·k (soft-capped), · v.
 std::vector<float> reference_attention(const AttentionShape& a, const std::vector<float>& q, int64_t T, int64_t pos0,
                                        const std::vector<float>& k, const std::vector<float>& v,
-                                       const std::vector<uint8_t>& mask) {
+                                       const std::vector<uint8_t>& mask, const std::vector<int32_t>& groups = {}) {
   const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, S = pos0 + T;
+  auto visible = [&](int64_t pos, int64_t j) {
+    const bool by_rule = j <= pos && (a.sliding_window == 0 || pos - j < a.sliding_window);
+    const bool by_group = !groups.empty() && groups[pos] >= 0 && groups[j] == groups[pos];
+    return (by_rule || by_group) && (mask.empty() || mask[j]);
+  };
   std::vector<float> out(T * H * Dh, 0.0f);
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < H; ++h) {
@@ -23,8 +28,7 @@ std::vector<float> reference_attention(const AttentionShape& a, const std::vecto
       double mx = -1e300;
       bool any = false;
       for (int64_t j = 0; j < S; ++j) {
-        const bool vis = j <= pos && (a.sliding_window == 0 || pos - j < a.sliding_window) && (mask.empty() || mask[j]);
-        if (!vis) continue;
+        if (!visible(pos, j)) continue;
         double d = 0;
         for (int64_t i = 0; i < Dh; ++i) d += (double)q[t * H * Dh + h * Dh + i] * k[j * Hkv * Dh + kvh * Dh + i];
         d *= a.scale;
@@ -35,8 +39,7 @@ std::vector<float> reference_attention(const AttentionShape& a, const std::vecto
       }
       double sum = 0;
       for (int64_t j = 0; j < S; ++j) {
-        const bool vis = j <= pos && (a.sliding_window == 0 || pos - j < a.sliding_window) && (mask.empty() || mask[j]);
-        w[j] = !any ? 1.0 / S : vis ? std::exp(w[j] - mx) : 0.0;
+        w[j] = !any ? 1.0 / S : visible(pos, j) ? std::exp(w[j] - mx) : 0.0;
         sum += w[j];
       }
       for (int64_t j = 0; j < S; ++j)
@@ -50,6 +53,7 @@ struct AttnCase {
   int64_t T, pos0, window;
   float softcap;
   bool padded;
+  bool grouped = false;  // two runs of positions that also see each other both ways (images)
 };
 
 class AttentionTest : public ::testing::TestWithParam<AttnCase> {};
@@ -74,9 +78,16 @@ TEST_P(AttentionTest, MatchesReference) {
     mask.assign(S, 1);
     for (int i = 0; i < 3; ++i) mask[i] = 0;
   }
+  std::vector<int32_t> groups;
+  if (c.grouped) {
+    groups.assign(S, -1);
+    for (int64_t p = c.pos0 + c.T / 4; p < c.pos0 + c.T / 2; ++p) groups[p] = 0;
+    for (int64_t p = c.pos0 + 3 * c.T / 4; p < S; ++p) groups[p] = 1;
+  }
   Context ctx(2);
-  attention(ctx, a, q.data(), c.T, c.pos0, k.data(), v.data(), out.data(), mask.empty() ? nullptr : mask.data());
-  EXPECT_LE(test::rel_error(out, reference_attention(a, q, c.T, c.pos0, k, v, mask)), 1e-5);
+  attention(ctx, a, q.data(), c.T, c.pos0, k.data(), v.data(), out.data(), mask.empty() ? nullptr : mask.data(),
+            groups.empty() ? nullptr : groups.data());
+  EXPECT_LE(test::rel_error(out, reference_attention(a, q, c.T, c.pos0, k, v, mask, groups)), 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
@@ -84,7 +95,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
                                            AttnCase{5, 10, 4, 0, false}, AttnCase{20, 0, 0, 0, false},
                                            AttnCase{300, 0, 0, 0, false}, AttnCase{40, 25, 8, 0, false},
                                            AttnCase{33, 0, 0, 30.0f, false}, AttnCase{20, 0, 0, 0, true},
-                                           AttnCase{200, 0, 16, 0, true}, AttnCase{4, 0, 0, 0, true}));
+                                           AttnCase{200, 0, 16, 0, true}, AttnCase{4, 0, 0, 0, true},
+                                           AttnCase{40, 0, 4, 0, false, true}, AttnCase{12, 9, 0, 0, false, true},
+                                           AttnCase{300, 0, 16, 0, true, true}));
 
 TEST(Rope, RotationMatchesFormulaInBothLayouts) {
   RopeConfig cfg;

@@ -14,11 +14,14 @@ namespace {
 // Scores row of query t (position pos) over keys [0, n_keys): scale, soft-cap, mask (causal,
 // window, padding), softmax. A row with no visible key becomes uniform over all `all_keys`.
 void finish_scores_row(const AttentionShape& a, float* row, int64_t pos, int64_t n_keys, int64_t all_keys,
-                       const uint8_t* key_mask) {
+                       const uint8_t* key_mask, const int32_t* groups) {
   const int64_t first = a.sliding_window > 0 ? std::max<int64_t>(0, pos - a.sliding_window + 1) : 0;
+  const int32_t group = groups ? groups[pos] : -1;
   bool any = false;
   for (int64_t j = 0; j < n_keys; ++j) {
-    const bool visible = j >= first && (j <= pos || !a.causal) && (!key_mask || key_mask[j]);
+    const bool by_rule = j >= first && (j <= pos || !a.causal);
+    const bool by_group = group >= 0 && groups[j] == group;
+    const bool visible = (by_rule || by_group) && (!key_mask || key_mask[j]);
     if (!visible) {
       row[j] = -INFINITY;
       continue;
@@ -51,8 +54,8 @@ void finish_scores_row_bidir(const Kernels& kernels, float* row, float scale, in
 // the kernel layer, over query blocks so the scores block stays small and each block only
 // reaches the keys it can see.
 void attention_blocked(Context& ctx, const AttentionShape& a, const float* q, int64_t T, int64_t pos0,
-                       const float* k, const float* v, float* out, const uint8_t* key_mask) {
-  const bool bidir = !a.causal && a.sliding_window == 0 && a.softcap == 0;
+                       const float* k, const float* v, float* out, const uint8_t* key_mask, const int32_t* groups) {
+  const bool bidir = !a.causal && a.sliding_window == 0 && a.softcap == 0 && !groups;
   // Bidirectional rows see every key: bigger query blocks amortise packing K and Vᵀ per block.
   const int64_t kBlock = bidir ? 256 : 128;
   const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
@@ -85,7 +88,7 @@ void attention_blocked(Context& ctx, const AttentionShape& a, const float* q, in
         const int64_t tc = std::min(kBlock, T - t0);
         // Keys after the block's last query are never visible, except that a padded row with no
         // visible key at all averages over every key (HF's eager softmax of an all-masked row).
-        const int64_t n = key_mask || !a.causal ? S : pos0 + t0 + tc;
+        const int64_t n = key_mask || groups || !a.causal ? S : pos0 + t0 + tc;
         const int64_t ld = q8 ? (n + 31) / 32 * 32 : n;
         MatmulArgs qk;
         qk.wtype = q8 ? DType::Q8_0 : DType::F32;
@@ -105,7 +108,7 @@ void attention_blocked(Context& ctx, const AttentionShape& a, const float* q, in
             if (bidir)
               finish_scores_row_bidir(ctx.kernels, row, a.scale, n, S, key_mask);
             else
-              finish_scores_row(a, row, pos0 + t0 + t, n, S, key_mask);
+              finish_scores_row(a, row, pos0 + t0 + t, n, S, key_mask, groups);
             std::fill(row + n, row + ld, 0.0f);
           }
         });
@@ -129,12 +132,12 @@ void attention_blocked(Context& ctx, const AttentionShape& a, const float* q, in
 }  // namespace
 
 void attention(Context& ctx, const AttentionShape& a, const float* q, int64_t T, int64_t pos0, const float* k,
-               const float* v, float* out, const uint8_t* key_mask) {
+               const float* v, float* out, const uint8_t* key_mask, const int32_t* groups) {
   const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim;
   const int64_t group = H / Hkv;
   const int64_t q_width = H * Dh, kv_width = Hkv * Dh;
-  if (T >= 16 || !a.causal) {
-    attention_blocked(ctx, a, q, T, pos0, k, v, out, key_mask);
+  if (T >= 16 || !a.causal || groups) {
+    attention_blocked(ctx, a, q, T, pos0, k, v, out, key_mask, groups);
     return;
   }
   // Few queries (decode): one job per (token, head); each computes its scores row and weighted sum of values.

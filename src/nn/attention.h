@@ -21,7 +21,9 @@ struct AttentionShape {
 // out: [T, H*Dh]. key_mask (optional, S entries): 0 hides that position (padding), as HF's
 // attention_mask does; a query that sees no key at all gets the uniform average of all pos0+T
 // values, which is what HF's eager softmax over an all-masked row computes.
+// groups (optional, S entries, -1 = none): positions of one group (an image's soft tokens) also
+// see each other whatever the causal and window rules say (Gemma 3/4's bidirectional images).
 void attention(Context& ctx, const AttentionShape& a, const float* q, int64_t T, int64_t pos0, const float* k,
-               const float* v, float* out, const uint8_t* key_mask = nullptr);
+               const float* v, float* out, const uint8_t* key_mask = nullptr, const int32_t* groups = nullptr);
 
 }  // namespace edgevl::nn

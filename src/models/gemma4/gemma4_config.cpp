@@ -75,6 +75,7 @@ Gemma4TextConfig gemma4_text_config_from_hf(const HfConfig& hf) {
   }
   const std::string bidi = hf.get_string("use_bidirectional_attention", "");
   EV_CHECK(bidi.empty() || bidi == "vision", where, ": use_bidirectional_attention '", bidi, "' is not supported");
+  c.bidirectional_images = bidi == "vision";
 
   const std::vector<std::string> types = hf.get_string_array("layer_types");
   EV_CHECK((int64_t)types.size() == c.n_layers, where, ": layer_types has ", types.size(), " entries for ",

@@ -36,6 +36,9 @@ struct Gemma4TextConfig {
   nn::RopeConfig rope_global, rope_sliding;
   int64_t global_head_dim = 0, sliding_head_dim = 0;  // the head sizes each RoPE is built for
   int32_t bos_id = -1, eos_id = -1, pad_id = 0;
+  // use_bidirectional_attention "vision" (31B, 26B-A4B): in sliding layers the soft tokens of one
+  // image also attend to each other both ways; global layers stay causal.
+  bool bidirectional_images = false;
 
   bool moe() const { return n_experts > 0; }
   bool shared(int64_t l) const { return layers[l].kv_source != l; }

@@ -168,6 +168,7 @@ class Gemma4Model : public CausalLM {
     s_.h.resize({T, D});
     embed(req, T);
     if (c.ple_dim > 0) per_layer_inputs(ctx, req, T);
+    image_groups(req, cache.size(), T);
     if (req.tap) req.tap("hidden_states.00", s_.x.data(), T, D);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       const LayerWeights& w = w_.layers[l];
@@ -237,6 +238,20 @@ class Gemma4Model : public CausalLM {
     ops::scale(s_.ple.data(), (float)(1.0 / std::sqrt(2.0)), T * LP);
   }
 
+  // The large models' bidirectional images (HF create_causal_mask_mapping): each contiguous run of
+  // image soft tokens in this request is one group; empty when the model or request has none.
+  void image_groups(const ForwardRequest& req, int64_t pos0, int64_t T) {
+    groups_.clear();
+    if (!cfg_.bidirectional_images || tokens_.image < 0 || req.embed_positions.empty()) return;
+    groups_.assign(pos0 + T, -1);
+    int32_t next = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      if (req.tokens[t] != tokens_.image) continue;
+      const bool continues = t > 0 && req.tokens[t - 1] == tokens_.image;
+      groups_[pos0 + t] = continues ? groups_[pos0 + t - 1] : next++;
+    }
+  }
+
   // x += RMSNorm(proj(act(gate(x)) * ple_l)).
   void per_layer_residual(Context& ctx, int64_t l, int64_t T) {
     const Gemma4TextConfig& c = cfg_;
@@ -284,8 +299,9 @@ class Gemma4Model : public CausalLM {
     a.head_dim = Dh;
     a.scale = 1.0f;
     a.sliding_window = s.sliding ? c.sliding_window : 0;
+    const int32_t* groups = s.sliding && !groups_.empty() ? groups_.data() : nullptr;
     nn::attention(ctx, a, s_.q.data(), T, pos0, cache.k(s.kv_source), cache.v(s.kv_source), s_.attn.data(),
-                  req.key_mask.empty() ? nullptr : req.key_mask.data());
+                  req.key_mask.empty() ? nullptr : req.key_mask.data(), groups);
     ops::linear(ctx, w.o, s_.attn.data(), T, s_.h.data());
   }
 
@@ -350,6 +366,7 @@ class Gemma4Model : public CausalLM {
   Gemma4TextConfig cfg_;
   WeightLoader loader_;
   MediaTokens tokens_;
+  std::vector<int32_t> groups_;  // per position of the current forward: image group or -1
   std::unique_ptr<ModelSource> mmproj_;  // outlives vision_ (declared first), which maps it
   std::unique_ptr<Gemma4VisionEncoder> vision_;
   std::unique_ptr<Gemma4AudioEncoder> audio_;
