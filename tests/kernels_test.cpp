@@ -336,6 +336,26 @@ TEST(KernelsSimd, SoftmaxF32MatchesScalarWithMaskedEntries) {
   }
 }
 
+TEST(KernelsSimd, GeluTanhMulMatchesScalar) {
+  Kernels ref = Kernels::select("scalar");
+  auto g = random_floats(1100, 12), u = random_floats(1100, 13);
+  for (auto& x : g) x *= 12.0f;  // both tails (tanh saturates, exp underflows)
+  for (const auto& isa : simd_isas()) {
+    Kernels kk = Kernels::select(isa);
+    for (int64_t n : {1, 15, 16, 17, 1000, 1031}) {
+      std::vector<float> a(n), b(n);
+      gelu_tanh_mul_f32(ref, g.data(), u.data(), a.data(), n);
+      gelu_tanh_mul_f32(kk, g.data(), u.data(), b.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        EXPECT_NEAR(b[i], a[i], 2e-6 * std::fabs(a[i]) + 1e-7 * std::fabs(g[i] * u[i]) + 1e-30) << isa << " " << i;
+    }
+    std::vector<float> inplace(g.begin(), g.begin() + 100), want(100);
+    gelu_tanh_mul_f32(ref, g.data(), u.data(), want.data(), 100);
+    gelu_tanh_mul_f32(kk, inplace.data(), u.data(), inplace.data(), 100);
+    for (int i = 0; i < 100; ++i) EXPECT_NEAR(inplace[i], want[i], 2e-6 * std::fabs(want[i]) + 1e-7);
+  }
+}
+
 TEST(Kernels, SelectHonoursOverrideAndEnv) {
   EXPECT_EQ(Kernels::select("scalar").isa(), Isa::Scalar);
   EXPECT_THROW(Kernels::select("sse9"), Error);

@@ -90,5 +90,8 @@ float dot_f32(const Kernels& kernels, const float* a, const float* b, int64_t n)
 // In-place softmax of a float row with the table's SIMD: exp by Cephes' polynomial (~2 ulp),
 // -inf entries give 0. Returns false, leaving the row as it was, when every entry is -inf.
 bool softmax_f32(const Kernels& kernels, float* x, int64_t n);
+// out = gelu_tanh(gate) · up, torch's tanh approximation with tanh(u) = 1 − 2 / (exp(2u) + 1) and
+// the same exp as softmax_f32 (ops::gated_act's formula); out may alias gate or up.
+void gelu_tanh_mul_f32(const Kernels& kernels, const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace edgevl

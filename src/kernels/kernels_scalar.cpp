@@ -235,6 +235,14 @@ float exp_cephes(float x) {
   return underflow ? 0.0f : p * scale;
 }
 
+void gelu_tanh_mul_plain(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = gate[i];
+    const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+    out[i] = 0.5f * v * (2.0f - 2.0f / (exp_cephes(2.0f * u) + 1.0f)) * up[i];
+  }
+}
+
 bool softmax_f32_plain(float* x, int64_t n) {
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
@@ -278,6 +286,7 @@ KernelTable make_scalar_table() {
   t.w[kQ6_K] = entry<DType::Q8_K, dot_q6_K_q8_K>();
   t.dot_f32 = &dot_f32_plain;
   t.softmax_f32 = &softmax_f32_plain;
+  t.gelu_tanh_mul_f32 = &gelu_tanh_mul_plain;
   t.gemm_mr = 4;
   t.gemm_nr = 4;
   return t;

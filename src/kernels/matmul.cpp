@@ -222,4 +222,8 @@ float dot_f32(const Kernels& kernels, const float* a, const float* b, int64_t n)
 
 bool softmax_f32(const Kernels& kernels, float* x, int64_t n) { return kernels.table().softmax_f32(x, n); }
 
+void gelu_tanh_mul_f32(const Kernels& kernels, const float* gate, const float* up, float* out, int64_t n) {
+  kernels.table().gelu_tanh_mul_f32(gate, up, out, n);
+}
+
 }  // namespace edgevl

@@ -447,10 +447,24 @@ bool softmax_f32_avx512(float* x, int64_t n) {
   return true;
 }
 
+void gelu_tanh_mul_avx512(const float* gate, const float* up, float* out, int64_t n) {
+  const __m512 k = _mm512_set1_ps(0.7978845608028654f), c = _mm512_set1_ps(0.044715f);
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, gate + i), w = _mm512_maskz_loadu_ps(m, up + i);
+    const __m512 u = _mm512_mul_ps(k, _mm512_add_ps(v, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(c, v), v), v)));
+    const __m512 e = exp16(_mm512_mul_ps(two, u));
+    const __m512 t = _mm512_sub_ps(two, _mm512_div_ps(two, _mm512_add_ps(e, one)));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(half, v), t), w));
+  }
+}
+
 KernelTable make_table() {
   KernelTable t = scalar_table();
   t.isa = Isa::Avx512;
   t.softmax_f32 = &softmax_f32_avx512;
+  t.gelu_tanh_mul_f32 = &gelu_tanh_mul_avx512;
   t.gemm_mr = 4;
   t.gemm_nr = 4;
   set_legacy<Q8_0W>(t, kQ8_0);

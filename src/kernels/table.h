@@ -78,6 +78,8 @@ struct KernelTable {
   // In-place softmax of one row (-inf entries become 0); false (row untouched) when every entry
   // is -inf.
   bool (*softmax_f32)(float* x, int64_t n) = nullptr;
+  // out = gelu_tanh(gate) * up (out may alias gate or up).
+  void (*gelu_tanh_mul_f32)(const float* gate, const float* up, float* out, int64_t n) = nullptr;
   int gemm_mr = 4, gemm_nr = 4;  // largest tile the gemm entries accept
 };
 

@@ -264,7 +264,10 @@ void Gemma4VisionEncoder::layer_forward(Context& ctx, const Layer& w, const std:
   up_.resize({n, c.ffn});
   w.gate.apply(ctx, xn_.data(), n, gate_.data(), clip_);
   w.up.apply(ctx, xn_.data(), n, up_.data(), clip_);
-  ops::gated_act(c.act, gate_.data(), up_.data(), gate_.data(), n * c.ffn);
+  if (c.act == ops::Activation::GeluTanh)
+    gelu_tanh_mul_f32(ctx.kernels, gate_.data(), up_.data(), gate_.data(), n * c.ffn);  // SIMD, same formula
+  else
+    ops::gated_act(c.act, gate_.data(), up_.data(), gate_.data(), n * c.ffn);
   w.down.apply(ctx, gate_.data(), n, h_.data(), clip_);
   ops::rms_norm(h_.data(), w.post_ffn_norm.f32(), h_.data(), n, D, c.rms_eps);
   ops::add(x_.data(), h_.data(), n * D);
