@@ -73,8 +73,8 @@ void add_bench(CLI::App& app) {
     }
     if (o->audio_seconds > 0) {
       EV_CHECK(engine.model->has_audio(), o->model, ": no audio tower");
-      // Log-mel features of the extractor's shape: 100 frames a second, 128 bins.
-      const int64_t frames = (int64_t)o->audio_seconds * 100, bins = 128;
+      // Log-mel features of the extractor's shape: 100 frames a second, the tower's bins.
+      const int64_t frames = (int64_t)o->audio_seconds * 100, bins = engine.model->audio_mel_bins();
       std::vector<float> feats(frames * bins);
       std::mt19937 arng(11);
       std::normal_distribution<float> nd(-4.0f, 2.0f);

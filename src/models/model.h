@@ -78,6 +78,8 @@ class CausalLM {
   virtual void match_hf_eager_attention(bool on) {}
   // Attaches the media towers of a llama.cpp mmproj GGUF (the file its converter writes next to a
   // text-only GGUF). Error when the family takes none or the file does not fit the model.
+  // Mel bins per frame the audio tower takes (0 without one), for callers that make features.
+  virtual int64_t audio_mel_bins() const { return 0; }
   virtual void attach_mmproj(const std::string& path) {
     fail(path, ": the ", info_.family, " family takes no mmproj file");
   }

@@ -130,6 +130,7 @@ class Gemma4Model : public CausalLM {
   }
 
   bool has_audio() const override { return audio_ != nullptr; }
+  int64_t audio_mel_bins() const override { return audio_ ? audio_->config().n_mel : 0; }
   int64_t encode_audio(Context& ctx, const float* features, const uint8_t* mask, int64_t frames, int64_t bins,
                        Tensor& out, const ActivationTap& tap) override {
     if (!audio_) return CausalLM::encode_audio(ctx, features, mask, frames, bins, out, tap);
