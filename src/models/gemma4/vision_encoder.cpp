@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -211,7 +212,15 @@ Gemma4VisionEncoder::Gemma4VisionEncoder(const ModelSource& src, Gemma4VisionCon
     for (const LinearSpec& s : kLinears)
       (w.*(s.slot)).load(loader_, s.hf, s.gguf, dim_of(c, s.out), dim_of(c, s.in), c.clipped_linears, l);
   }
-  low_precision_attention_ = layers_.empty() ? false : layers_[0].q.w.dtype != DType::F32;
+  // Q8_0 attention products by default for block-quantized towers only (F16/BF16 keep float
+  // attention); EDGEVL_VISION_ATTENTION=q8_0 or f32 overrides.
+  const DType wt = layers_.empty() ? DType::F32 : layers_[0].q.w.dtype;
+  low_precision_attention_ = wt != DType::F32 && wt != DType::F16 && wt != DType::BF16;
+  if (const char* env = std::getenv("EDGEVL_VISION_ATTENTION")) {
+    const std::string v = env;
+    EV_CHECK(v == "q8_0" || v == "f32", "EDGEVL_VISION_ATTENTION='", v, "': use q8_0 or f32");
+    low_precision_attention_ = v == "q8_0";
+  }
   // Gemma4VisionRotaryEmbedding: frequencies over head_dim / 2 for each spatial axis.
   nn::RopeConfig rc;
   rc.theta = c.rope_theta;

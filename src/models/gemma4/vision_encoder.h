@@ -55,8 +55,9 @@ class Gemma4VisionEncoder {
   int64_t text_hidden() const { return text_hidden_; }
 
   // Attention products (q·kᵀ and p·v) with Q8_0 operands on the int8 kernels instead of F32. On
-  // by default when the tower's matrices are stored below F32 (their rounding already
-  // dominates); F32 weights keep the exact F32 path unless this turns it on.
+  // by default when the tower's matrices are block-quantized (Q8_0, Q4_0, ...: their rounding
+  // already dominates); F32/F16/BF16 towers keep float attention. The environment variable
+  // EDGEVL_VISION_ATTENTION=q8_0|f32 overrides the default; this call overrides both.
   void set_low_precision_attention(bool on) { low_precision_attention_ = on; }
   bool low_precision_attention() const { return low_precision_attention_; }
 
