@@ -183,7 +183,9 @@ class FlatMap64 {
     }
   }
   // Starts loading the slot of `key` into the cache (a batch of inserts or look-ups ahead).
-  void prefetch(uint64_t key) const {
+  // always_inline: GCC 12 takes a function whose only effect is __builtin_prefetch for a const
+  // function once it is not inlined early, and drops its calls.
+  [[gnu::always_inline]] void prefetch(uint64_t key) const {
     if (!slots_.empty()) __builtin_prefetch(&slots_[hash(key) & mask_]);
   }
   const V* find(uint64_t key) const {

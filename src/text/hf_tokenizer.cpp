@@ -27,36 +27,149 @@ using hf::json;
 
 constexpr uint32_t kNoChar = 0x110000;  // beyond Unicode
 
-struct MergeInfo {
-  int32_t rank = 0;
-  int32_t result = 0;
+// (left id, right id) -> rank of the merge of the two, and rank -> the merged token. When ids
+// fit in 20 bits and ranks in 24 (every vocabulary we know of), a slot is one 64-bit word
+// (left, right, rank) and probing starts at the first slot of the 64-byte line the hash picks:
+// nearly every look-up, found or not, reads one cache line, which prefetch() loads ahead (the
+// cold merge loop is bound by these misses; the 16 MB FlatMap64 of Gemma's 515k merges, 16-byte
+// slots probed from anywhere in a line, often needed a second one). Wider ids: a FlatMap64.
+class MergeTable {
+ public:
+  // triples: (left, right, merged) of each rank, all valid ids; the first rank of a pair wins.
+  void build(const int32_t* triples, size_t n) {
+    int32_t max_id = 0;
+    for (size_t k = 0; k < 3 * n; ++k) max_id = std::max(max_id, triples[k]);
+    result_.resize(n);
+    for (size_t r = 0; r < n; ++r) result_[r] = triples[3 * r + 2];
+    compact_ = max_id < (int32_t)kIdMask && n <= kRankMask;
+    if (!compact_) {
+      wide_.reserve(n);
+      for (size_t r = 0; r < n; ++r) wide_.insert(pair_key(triples[3 * r], triples[3 * r + 1]), (int32_t)r);
+      return;
+    }
+    size_t cap = 16;
+    while (cap < n * 2) cap <<= 1;
+    slots_.assign(cap, kEmpty);
+    mask_ = cap - 1;
+    constexpr size_t kAhead = 16;
+    for (size_t r = 0; r < n; ++r) {
+      if (r + kAhead < n) prefetch(triples[3 * (r + kAhead)], triples[3 * (r + kAhead) + 1]);
+      const uint64_t k = key(triples[3 * r], triples[3 * r + 1]);
+      for (size_t i = start(k);; i = (i + 1) & mask_) {
+        uint64_t& sl = slots_[i];
+        if (sl == kEmpty) {
+          sl = k << kRankBits | r;
+          break;
+        }
+        if ((sl >> kRankBits) == k) break;
+      }
+    }
+  }
+  [[gnu::always_inline]] void prefetch(int32_t a, int32_t b) const {
+    if (compact_) __builtin_prefetch(&slots_[start(key(a, b))]);
+    else wide_.prefetch(pair_key(a, b));
+  }
+  // The rank of merging a then b, or -1.
+  int32_t rank(int32_t a, int32_t b) const {
+    if (!compact_) {
+      const int32_t* r = wide_.find(pair_key(a, b));
+      return r ? *r : -1;
+    }
+    const uint64_t k = key(a, b);
+    for (size_t i = start(k);; i = (i + 1) & mask_) {
+      const uint64_t sl = slots_[i];
+      if ((sl >> kRankBits) == k) return (int32_t)(sl & kRankMask);
+      if (sl == kEmpty) return -1;
+    }
+  }
+  int32_t result(int32_t rank) const { return result_[(size_t)rank]; }
+  [[gnu::always_inline]] void prefetch_result(int32_t rank) const { __builtin_prefetch(&result_[(size_t)rank]); }
+
+ private:
+  static constexpr int kIdBits = 20, kRankBits = 24;
+  static constexpr uint64_t kIdMask = (uint64_t{1} << kIdBits) - 1, kRankMask = (uint64_t{1} << kRankBits) - 1;
+  static constexpr uint64_t kEmpty = ~uint64_t{0};  // left = right = kIdMask: never an id here
+  static uint64_t key(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << kIdBits | (uint32_t)b; }
+  size_t start(uint64_t k) const {
+    k ^= k >> 29;
+    k *= 0xbf58476d1ce4e5b9ULL;
+    k ^= k >> 32;
+    return (size_t)k & mask_ & ~size_t{7};
+  }
+  bool compact_ = true;
+  detail::TableArray<uint64_t> slots_;
+  size_t mask_ = 0;
+  std::vector<int32_t> result_;
+  detail::FlatMap64<int32_t> wide_;
 };
+
+// A word waiting for its BPE merges. Words are merged several at a time, interleaved: a step of
+// one word computes the (left, right) pairs its last merge created and prefetches their slots of
+// the merges table, then the other words take their steps while those cache misses are served.
+// A cold encode (a fresh word cache) is otherwise bound by one dependent cache miss per merge.
+// Each word reserved `syms.size()` slots of the output for its ids (kGap where unused).
+struct MergeJob {
+  struct Pending {
+    int32_t left, right;
+  };
+  struct Queued {  // a candidate merge of the heap path (long words)
+    int32_t rank, left, right;
+    uint32_t size;  // left.len + right.len when queued: detects stale entries
+  };
+  std::string word;  // for the word cache
+  uint64_t hash = 0;
+  size_t out_at = 0;
+  std::vector<Symbol> syms;
+  // Words of up to kFlat symbols: their ids in an array that merges shrink, and the rank of
+  // each one's merge with the next (kNoRank: none).
+  bool flat = false;
+  std::vector<int32_t> ids;
+  std::vector<uint32_t> rank;
+  std::vector<Queued> heap;
+  std::vector<Pending> pending;  // pairs whose look-ups were prefetched
+};
+constexpr size_t kFlat = 64;
+constexpr uint32_t kNoRank = UINT32_MAX;
+constexpr int32_t kGap = INT32_MIN;  // an output slot reserved for a word's ids and left unused
+constexpr size_t kJobs = 16;         // words merged at once
 
 // Scratch buffers of one encode() call (encode is const and may run on several threads).
 struct Scratch {
   std::string norm;
   hf::Pieces pieces, tmp;
-  std::vector<Symbol> syms;
-  std::vector<Candidate> heap;
+  struct Unit {
+    uint32_t begin, size;
+    int32_t id;  // >= 0: the word is this token (ignore_merges); else BPE-merged
+  };
+  std::vector<Unit> units;  // the words of encode_words, after split_word
+  std::array<MergeJob, kJobs> jobs;
+  std::vector<MergeJob*> active, idle;
+  bool gaps = false;  // some output slots hold kGap
+  Scratch() {
+    for (MergeJob& j : jobs) idle.push_back(&j);
+  }
 };
 
 // Word -> ids memo shared by all encode() calls, as tokenizers' BPE cache: natural text repeats
 // its words, and a hit skips the merge loop and its cache-missing hash look-ups. Sharded by hash,
-// each shard under its own mutex: an open-addressing table whose words and ids sit back to back
-// in two buffers (no allocation per entry). Bounded: a full shard stops taking words; words up
-// to 64 bytes.
+// each shard under its own mutex: an open-addressing table of 16-byte slots whose words and ids
+// sit back to back in two buffers (no allocation per entry). The slot tables are allocated
+// once, at load, so prefetch() can read their addresses without the lock: encode prefetches a word's slot a few words ahead, since a look-up otherwise waits on a
+// cache miss that the mutex keeps from overlapping the next one. Bounded: a full shard stops
+// taking words; words up to 64 bytes.
 class WordCache {
  public:
   static constexpr size_t kMaxWord = 64;
   static uint64_t hash(std::string_view w) { return detail::StringIndex::hash(w); }
+  WordCache() { slots_.assign(kShards * kSlots, Entry{}); }
+  [[gnu::always_inline]] void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[slot(h)]); }
   bool get(std::string_view w, uint64_t h, std::vector<int32_t>& out) const {
     Shard& s = shard(h);
     std::lock_guard<std::mutex> lock(s.mu);
-    if (s.slots.empty()) return false;
-    for (size_t i = (h >> 4) & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
-      const Entry& e = s.slots[i];
+    for (size_t i = slot(h);; i = next(i)) {
+      const Entry& e = slots_[i];
       if (e.key_len == 0) return false;
-      if (e.hash == h && e.key_len == w.size() && std::memcmp(s.keys.data() + e.key_off, w.data(), w.size()) == 0) {
+      if (e.tag == tag(h) && e.key_len == w.size() && std::memcmp(s.keys.data() + e.key_off, w.data(), w.size()) == 0) {
         out.insert(out.end(), s.ids.begin() + e.ids_off, s.ids.begin() + e.ids_off + e.n_ids);
         return true;
       }
@@ -67,35 +180,38 @@ class WordCache {
     Shard& s = shard(h);
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.count >= kPerShard) return;
-    if (s.slots.empty()) s.slots.assign(kSlots, Entry{});
-    for (size_t i = (h >> 4) & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
-      Entry& e = s.slots[i];
+    for (size_t i = slot(h);; i = next(i)) {
+      Entry& e = slots_[i];
       if (e.key_len == 0) {
-        e = {h, (uint32_t)s.keys.size(), (uint32_t)s.ids.size(), (uint16_t)w.size(), (uint16_t)n};
+        e = {tag(h), (uint32_t)s.keys.size(), (uint32_t)s.ids.size(), (uint16_t)w.size(), (uint16_t)n};
         s.keys.append(w);
         s.ids.insert(s.ids.end(), ids, ids + n);
         ++s.count;
         return;
       }
-      if (e.hash == h && e.key_len == w.size() && std::memcmp(s.keys.data() + e.key_off, w.data(), w.size()) == 0) return;
+      if (e.tag == tag(h) && e.key_len == w.size() && std::memcmp(s.keys.data() + e.key_off, w.data(), w.size()) == 0) return;
     }
   }
 
  private:
   static constexpr size_t kShards = 16, kPerShard = 4096, kSlots = 2 * kPerShard;
   struct Entry {
-    uint64_t hash = 0;
+    uint32_t tag = 0;  // the hash's high half
     uint32_t key_off = 0, ids_off = 0;
     uint16_t key_len = 0, n_ids = 0;  // key_len 0: empty slot
   };
   struct Shard {
     std::mutex mu;
-    std::vector<Entry> slots;  // kSlots once the first word is put
     std::string keys;
     std::vector<int32_t> ids;
     size_t count = 0;
   };
+  static uint32_t tag(uint64_t h) { return (uint32_t)(h >> 32); }
+  // Shard h % kShards owns slots [shard * kSlots, (shard + 1) * kSlots).
+  static size_t slot(uint64_t h) { return (h % kShards) * kSlots + ((h >> 4) & (kSlots - 1)); }
+  static size_t next(size_t i) { return (i & ~(kSlots - 1)) | ((i + 1) & (kSlots - 1)); }
   Shard& shard(uint64_t h) const { return shards_[h % kShards]; }
+  mutable detail::TableArray<Entry> slots_;  // 2 MiB: one huge page where the system gives one
   mutable std::array<Shard, kShards> shards_;
 };
 
@@ -106,7 +222,10 @@ class WordCache {
 class BpeModel {
  public:
   explicit BpeModel(hf::TokenizerFile& f);
-  void encode_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const;
+  // The words text[spans[k]] in order (a pre-tokenizer's pieces).
+  void encode_words(std::string_view text, const Span* spans, size_t n, Scratch& sc, std::vector<int32_t>& out) const;
+  // Runs the queued words to their end and removes the unused output slots.
+  void finish(Scratch& sc, std::vector<int32_t>& out) const;
   int32_t find(std::string_view s) const { return index_.find(s); }
   const std::vector<std::string_view>& vocab() const { return vocab_; }
   int32_t unk() const { return unk_; }
@@ -118,8 +237,8 @@ class BpeModel {
     const int32_t* id = high_char_.find(cp);
     return id ? *id : -1;
   }
-  void merge_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const;
-  void split_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const;
+  void merge_word(std::string_view word, uint64_t hash, Scratch& sc, std::vector<int32_t>& out) const;
+  void split_word(std::string_view text, size_t begin, size_t end, std::vector<Scratch::Unit>& units) const;
   // Whether some merge joins a token ending in character x to one starting with y: a Bloom-style
   // bit set over those (x, y) pairs (a false "maybe" only loses a split point).
   static size_t seam_bit(uint32_t x, uint32_t y) {
@@ -131,12 +250,14 @@ class BpeModel {
     return (seams_[b >> 6] >> (b & 63)) & 1;
   }
   static constexpr int kSeamBits = 20;
+  bool step(MergeJob& j) const;
+  void run_until_idle(Scratch& sc, std::vector<int32_t>& out, bool all) const;
   void resolve_merges(const std::vector<std::pair<std::string_view, std::string_view>>& merges);
 
   std::string text_;                     // the token strings, back to back
   std::vector<std::string_view> vocab_;  // id -> token in text_ ("" where the vocabulary has no such id)
   detail::StringIndex index_;       // over vocab_
-  detail::FlatMap64<MergeInfo> merges_;
+  MergeTable merges_;
   // Ids of the single-character tokens: a table below U+0800, a hash map above.
   std::array<int32_t, 0x800> low_char_;
   detail::FlatMap64<int32_t> high_char_;
@@ -277,10 +398,7 @@ void BpeModel::resolve_merges(const std::vector<std::pair<std::string_view, std:
     seams_ = std::move(seam_bits[0]);
     for (size_t k = 0; k < seam_bits[1].size(); ++k) seams_[k] |= seam_bits[1][k];
   }
-  merges_.reserve(n);
-  constexpr size_t kAhead = 16;
   for (size_t r = 0; r < n; ++r) {
-    if (r + kAhead < n) merges_.prefetch(pair_key(ids[(r + kAhead) * 3], ids[(r + kAhead) * 3 + 1]));
     const int32_t* m = &ids[r * 3];
     if (m[0] < 0 || m[1] < 0 || m[2] < 0) {
       const auto& [a, b] = merges[r];
@@ -290,8 +408,8 @@ void BpeModel::resolve_merges(const std::vector<std::pair<std::string_view, std:
       joined_of(r, joined);
       fail("tokenizer.json: merge ", r, " ('", a, " ", b, "') makes '", joined, "', which is not in the vocabulary");
     }
-    merges_.insert(pair_key(m[0], m[1]), MergeInfo{(int32_t)r, m[2]});  // the first rank of a pair wins
   }
+  merges_.build(ids.data(), n);
 }
 
 // Id of the character word[i, i+n) (`valid`: a UTF-8 character, else one stray byte) with the
@@ -312,21 +430,46 @@ int32_t BpeModel::char_id(std::string_view word, size_t i, size_t n, bool valid)
   return index_.find(s);
 }
 
-void BpeModel::encode_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const {
-  if (word.empty()) return;
-  if (ignore_merges_) {
-    const int32_t id = index_.find(word);
-    if (id >= 0) {
-      out.push_back(id);
-      return;
+void BpeModel::encode_words(std::string_view text, const Span* spans, size_t n, Scratch& sc,
+                            std::vector<int32_t>& out) const {
+  std::vector<Scratch::Unit>& units = sc.units;
+  units.clear();
+  for (size_t k = 0; k < n; ++k) {
+    const std::string_view word = text.substr(spans[k].begin, spans[k].size);
+    if (word.empty()) continue;
+    if (ignore_merges_) {
+      const int32_t id = index_.find(word);
+      if (id >= 0) {
+        units.push_back({spans[k].begin, spans[k].size, id});
+        continue;
+      }
     }
+    if (word.size() > WordCache::kMaxWord && !seams_.empty()) {
+      split_word(text, spans[k].begin, spans[k].begin + spans[k].size, units);
+      continue;
+    }
+    units.push_back({spans[k].begin, spans[k].size, -1});
   }
-  if (word.size() > WordCache::kMaxWord && !seams_.empty()) {
-    split_word(word, sc, out);
-    return;
+  // Word-cache slots are prefetched kAhead words ahead (hashes kept in a ring).
+  constexpr size_t kAhead = 4;
+  uint64_t ring[kAhead];
+  auto prepare = [&](size_t k) {
+    const Scratch::Unit& u = units[k];
+    if (u.id >= 0 || u.size > WordCache::kMaxWord) return;
+    const uint64_t h = WordCache::hash(text.substr(u.begin, u.size));
+    cache_.prefetch(h);
+    ring[k % kAhead] = h;
+  };
+  for (size_t k = 0; k < std::min(kAhead, units.size()); ++k) prepare(k);
+  for (size_t k = 0; k < units.size(); ++k) {
+    const Scratch::Unit u = units[k];
+    const uint64_t h = ring[k % kAhead];
+    if (k + kAhead < units.size()) prepare(k + kAhead);
+    if (u.id >= 0) out.push_back(u.id);
+    else merge_word(text.substr(u.begin, u.size), h, sc, out);
   }
-  merge_word(word, sc, out);
 }
+
 
 // A long word (Gemma's pre-tokenizer leaves whole sentences as one word) is cut where no merge
 // can ever join the two sides: between characters x and y that are vocabulary characters of
@@ -334,11 +477,11 @@ void BpeModel::encode_word(std::string_view word, Scratch& sc, std::vector<int32
 // pairs (may_join). BPE then merges each part on its own exactly as it would have in the whole,
 // and the parts, words of ordinary size, go through the word cache. Cuts are made before a
 // space-like character, or anywhere allowed once a part is long.
-void BpeModel::split_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const {
+void BpeModel::split_word(std::string_view text, size_t begin, size_t end, std::vector<Scratch::Unit>& units) const {
   constexpr size_t kLongPart = 48;
-  size_t begin = 0;
+  const std::string_view word = text.substr(0, end);
   uint32_t x = kNoChar;  // the previous character, kNoChar when not plain
-  for (size_t i = 0; i < word.size();) {
+  for (size_t i = begin; i < end;) {
     const size_t n = utf8::valid_char_len(word, i);
     uint32_t y = kNoChar;
     if (n > 0) {
@@ -347,23 +490,25 @@ void BpeModel::split_word(std::string_view word, Scratch& sc, std::vector<int32_
     }
     if (x != kNoChar && y != kNoChar && i > begin &&
         (y == ' ' || y == 0x2581 || y == 0x120 || y == '\n' || i - begin >= kLongPart) && !may_join(x, y)) {
-      merge_word(word.substr(begin, i - begin), sc, out);
+      units.push_back({(uint32_t)begin, (uint32_t)(i - begin), -1});
       begin = i;
     }
     x = y;
     i += n > 0 ? n : 1;
   }
-  merge_word(word.substr(begin), sc, out);
+  units.push_back({(uint32_t)begin, (uint32_t)(end - begin), -1});
 }
 
-// BPE merges of one word (no ignore_merges short cut), through the word cache.
-void BpeModel::merge_word(std::string_view word, Scratch& sc, std::vector<int32_t>& out) const {
+
+// BPE merges of one word (no ignore_merges short cut), through the word cache. A word that is
+// not cached is queued as a MergeJob (its ids land in `out` when it is done; see finish()).
+void BpeModel::merge_word(std::string_view word, uint64_t h, Scratch& sc, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   const bool cacheable = word.size() <= WordCache::kMaxWord;
-  const uint64_t h = cacheable ? WordCache::hash(word) : 0;
   if (cacheable && cache_.get(word, h, out)) return;
-  const size_t first_out = out.size();
-  std::vector<Symbol>& syms = sc.syms;
+  if (sc.idle.empty()) run_until_idle(sc, out, false);
+  MergeJob& j = *sc.idle.back();
+  std::vector<Symbol>& syms = j.syms;
   syms.clear();
   auto push = [&](int32_t id, size_t start, size_t len) {
     const auto k = (int32_t)syms.size();
@@ -395,17 +540,143 @@ void BpeModel::merge_word(std::string_view word, Scratch& sc, std::vector<int32_
   }
   if (syms.empty()) return;
   syms.back().next = -1;
-  if (syms.size() > 1) {
-    detail::bpe_merge(syms, sc.heap, [&](const Symbol& l, const Symbol& r, double* cost, int32_t* id) {
-      const MergeInfo* m = merges_.find(pair_key(l.id, r.id));
-      if (!m) return false;
-      *cost = m->rank;
-      *id = m->result;
-      return true;
-    });
+  if (syms.size() == 1) {
+    out.push_back(syms[0].id);
+    if (cacheable) cache_.put(word, h, &syms[0].id, 1);
+    return;
   }
-  for (int32_t k = 0; k >= 0; k = syms[k].next) out.push_back(syms[k].id);
-  if (cacheable) cache_.put(word, h, out.data() + first_out, out.size() - first_out);
+  sc.idle.pop_back();
+  sc.active.push_back(&j);
+  j.word.assign(cacheable ? word : std::string_view());
+  j.hash = h;
+  j.out_at = out.size();
+  out.resize(out.size() + syms.size(), kGap);
+  sc.gaps = true;
+  j.heap.clear();
+  j.pending.clear();
+  const auto n = (int32_t)syms.size();
+  j.flat = syms.size() <= kFlat;
+  if (j.flat) {
+    j.ids.clear();
+    for (const Symbol& sy : syms) j.ids.push_back(sy.id);
+    j.rank.assign((size_t)n, kNoRank);
+  }
+  for (int32_t k = 0; k + 1 < n; ++k) {
+    merges_.prefetch(syms[k].id, syms[k + 1].id);
+    j.pending.push_back({k, k + 1});
+  }
+}
+
+// One merge of a queued word: looks up the pairs prefetched by the previous step, applies the
+// lowest-rank merge (the leftmost on ties, as tokenizers' BPE) and prefetches the pairs it
+// creates. True when no merge is left. Words up to kFlat symbols keep their ids in an array
+// (a merge erases one entry) with the rank of each one's merge with the next, and take the lowest
+// (rank, position) without branches; longer ones use a linked list and a heap with lazily skipped
+// stale entries.
+bool BpeModel::step(MergeJob& j) const {
+  std::vector<Symbol>& syms = j.syms;
+  auto want = [&](int32_t l, int32_t r) {
+    merges_.prefetch(syms[l].id, syms[r].id);
+    j.pending.push_back({l, r});
+  };
+  auto join = [&](int32_t left, int32_t id) {
+    Symbol& l = syms[left];
+    Symbol& r = syms[l.next];
+    l.len += r.len;
+    l.id = id;
+    r.len = 0;
+    l.next = r.next;
+    if (r.next >= 0) syms[r.next].prev = left;
+  };
+  if (j.flat) {
+    std::vector<int32_t>& ids = j.ids;
+    std::vector<uint32_t>& rank = j.rank;
+    for (const MergeJob::Pending& p : j.pending) {
+      const int32_t r = merges_.rank(ids[p.left], ids[p.left + 1]);
+      rank[p.left] = r >= 0 ? (uint32_t)r : kNoRank;
+      if (r >= 0) merges_.prefetch_result(r);
+    }
+    j.pending.clear();
+    // The lowest (rank, position): branch-free over a short array.
+    uint64_t best = (uint64_t)kNoRank << 8;
+    for (size_t i = 0; i + 1 < ids.size(); ++i) best = std::min(best, (uint64_t)rank[i] << 8 | i);
+    if ((best >> 8) == kNoRank) return true;
+    const auto at = (int32_t)(best & 0xFF);
+    ids[at] = merges_.result((int32_t)(best >> 8));
+    ids.erase(ids.begin() + at + 1);
+    rank.erase(rank.begin() + at + 1);
+    rank[at] = kNoRank;
+    auto want_flat = [&](int32_t l) {
+      merges_.prefetch(ids[l], ids[l + 1]);
+      j.pending.push_back({l, l + 1});
+    };
+    if ((size_t)at + 1 < ids.size()) want_flat(at);
+    if (at > 0) {
+      rank[at - 1] = kNoRank;
+      want_flat(at - 1);
+    }
+    return false;
+  }
+  auto worse = [](const MergeJob::Queued& a, const MergeJob::Queued& b) {
+    return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
+  };
+  for (const MergeJob::Pending& p : j.pending) {
+    const int32_t r = merges_.rank(syms[p.left].id, syms[p.right].id);
+    if (r < 0) continue;
+    merges_.prefetch_result(r);
+    j.heap.push_back({r, p.left, p.right, syms[p.left].len + syms[p.right].len});
+    std::push_heap(j.heap.begin(), j.heap.end(), worse);
+  }
+  j.pending.clear();
+  while (!j.heap.empty()) {
+    std::pop_heap(j.heap.begin(), j.heap.end(), worse);
+    const MergeJob::Queued c = j.heap.back();
+    j.heap.pop_back();
+    const Symbol& l = syms[c.left];
+    const Symbol& r = syms[c.right];
+    // Symbols only grow, so unchanged lengths and adjacency mean the pair is still the same.
+    if (l.len == 0 || r.len == 0 || l.next != c.right || l.len + r.len != c.size) continue;
+    join(c.left, merges_.result(c.rank));
+    if (l.prev >= 0) want(l.prev, c.left);
+    if (l.next >= 0) want(c.left, l.next);
+    return false;
+  }
+  return true;
+}
+
+// Steps the queued words in turn until one is done (all: until every one is), writing the ids
+// of the finished words to their slots of `out` and to the word cache.
+void BpeModel::run_until_idle(Scratch& sc, std::vector<int32_t>& out, bool all) const {
+  while (!sc.active.empty()) {
+    bool freed = false;
+    for (size_t a = 0; a < sc.active.size();) {
+      MergeJob& j = *sc.active[a];
+      if (!step(j)) {
+        ++a;
+        continue;
+      }
+      int32_t* dst = out.data() + j.out_at;
+      size_t c = 0;
+      if (j.flat) {
+        c = j.ids.size();
+        std::memcpy(dst, j.ids.data(), c * sizeof(int32_t));
+      } else {
+        for (int32_t k = 0; k >= 0; k = j.syms[k].next) dst[c++] = j.syms[k].id;
+      }
+      if (!j.word.empty()) cache_.put(j.word, j.hash, dst, c);
+      sc.active[a] = sc.active.back();
+      sc.active.pop_back();
+      sc.idle.push_back(&j);
+      freed = true;
+    }
+    if (freed && !all) return;
+  }
+}
+
+void BpeModel::finish(Scratch& sc, std::vector<int32_t>& out) const {
+  run_until_idle(sc, out, true);
+  if (sc.gaps) out.erase(std::remove(out.begin(), out.end(), kGap), out.end());
+  sc.gaps = false;
 }
 
 
@@ -639,6 +910,7 @@ std::vector<int32_t> HfTokenizer::encode(std::string_view text, bool add_special
       raw_trie_, text, parse_special,
       [&](size_t b, size_t e) { encode_fragment(text.substr(b, e - b), b == 0, parse_special, sc, out); },
       [&](int32_t id) { out.push_back(id); });
+  model_.finish(sc, out);
   if (add_special) out.insert(out.end(), template_.after.begin(), template_.after.end());
   return out;
 }
@@ -666,14 +938,15 @@ void HfTokenizer::encode_fragment(std::string_view frag, bool first, bool parse_
 void HfTokenizer::encode_pieces(std::string_view s, bool first, Scratch& sc, std::vector<int32_t>& out) const {
   if (s.empty()) return;
   if (!pre_tokenizer_) {
-    model_.encode_word(s, sc, out);
+    const Span whole{0, (uint32_t)s.size()};
+    model_.encode_words(s, &whole, 1, sc, out);
     return;
   }
   hf::Pieces& p = sc.pieces;
   p.text.assign(s);
   p.spans.assign(1, {0, (uint32_t)s.size()});
   pre_tokenizer_->pre_tokenize(p, sc.tmp, first);
-  for (const Span& sp : p.spans) model_.encode_word(std::string_view(p.text).substr(sp.begin, sp.size), sc, out);
+  model_.encode_words(p.text, p.spans.data(), p.spans.size(), sc, out);
 }
 
 std::string HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {

@@ -181,25 +181,45 @@ class UnicodeForm final : public Normalizer {
   }
 
  private:
-  // A valid run: only its non-ASCII stretches go through utf8proc, each with the ASCII character
-  // before it (a combining mark may compose with that one). ASCII characters never decompose,
-  // and no character composes with a following ASCII one, so the rest stays as it is.
+  // Whether every form leaves the character as it is and it never joins the one before it: no
+  // decomposition, combining class 0, never the second of a composition (utf8proc's comb_index),
+  // not a Hangul jamo or syllable (composed by rule). Normalization starts afresh at such a
+  // character: NFx(a + c + b) = NFx(a) + NFx(c + b). (Checked over all of Unicode against utf8proc.)
+  static bool inert(uint32_t cp) {
+    if (cp < 0x80) return true;
+    if ((cp >= 0x1100 && cp <= 0x11FF) || (cp >= 0xAC00 && cp <= 0xD7A3)) return false;
+    const utf8proc_property_t* p = utf8proc_get_property((utf8proc_int32_t)cp);
+    return p->decomp_seqindex == UINT16_MAX && p->combining_class == 0 &&
+           (p->comb_index == UINT16_MAX || p->comb_index < 0x8000);
+  }
+  // A valid run: only its stretches of non-inert characters go through utf8proc, each with the
+  // character before it (a combining mark may compose with that one); the rest stays as it is.
   void map_run(std::string_view run, std::string& out) const {
-    size_t i = 0;
-    while (i < run.size()) {
-      size_t j = i;
-      while (j < run.size() && (uint8_t)run[j] < 0x80) ++j;
-      if (j == run.size()) {
-        out.append(run.substr(i));
-        return;
+    size_t done = 0;  // run[0, done) is in out
+    size_t prev = 0;  // where the character before i starts
+    for (size_t i = 0; i < run.size();) {
+      if ((uint8_t)run[i] < 0x80) {
+        prev = i++;
+        continue;
       }
-      const size_t begin = j > i ? j - 1 : j;
-      out.append(run.substr(i, begin - i));
-      size_t k = j;
-      while (k < run.size() && (uint8_t)run[k] >= 0x80) ++k;
+      size_t n = utf8::valid_char_len(run, i);
+      if (inert(detail::utf8_codepoint_at(run, i, n))) {
+        prev = i;
+        i += n;
+        continue;
+      }
+      const size_t begin = i > done ? prev : i;
+      size_t k = i + n;
+      while (k < run.size() && (uint8_t)run[k] >= 0x80) {
+        n = utf8::valid_char_len(run, k);
+        if (inert(detail::utf8_codepoint_at(run, k, n))) break;
+        k += n;
+      }
+      out.append(run.substr(done, begin - done));
       map_utf8proc(run.substr(begin, k - begin), out);
-      i = k;
+      done = i = k;
     }
+    out.append(run.substr(done));
   }
   void map_utf8proc(std::string_view run, std::string& out) const {
     if (run.empty()) return;

@@ -3,6 +3,7 @@
 // Splitting pre-tokenizers re-cut the spans over the same text; ByteLevel and Metaspace rewrite
 // the text. Empty pieces are dropped, as PreTokenizedString::split does.
 #include <array>
+#include <cstring>
 
 #include "core/error.h"
 #include "text/bpe.h"
@@ -164,7 +165,13 @@ class ByteLevel final : public PreTokenizer {
         use_regex_(get_bool(j, "use_regex", "ByteLevel pre-tokenizer", true)) {
     if (use_regex_) regex_ = std::make_unique<RegexSplitter>(std::vector<std::string>{kGpt2Pattern});
     const auto cps = detail::gpt2_byte_to_codepoint();
-    for (int b = 0; b < 256; ++b) utf8::append_codepoint(alphabet_[b], cps[b]);
+    for (int b = 0; b < 256; ++b) {
+      std::string c;
+      utf8::append_codepoint(c, cps[b]);  // U+0021..U+0143: one or two bytes
+      EV_CHECK(c.size() <= 2, "ByteLevel: byte alphabet");
+      std::memcpy(alphabet_[b].data(), c.data(), c.size());
+      alphabet_len_[b] = (uint8_t)c.size();
+    }
   }
   void pre_tokenize(Pieces& p, Pieces& tmp, bool) const override {
     tmp.text.clear();
@@ -184,7 +191,14 @@ class ByteLevel final : public PreTokenizer {
       else if (!piece.empty()) sub.push_back({0, (uint32_t)piece.size()});
       for (const Span& q : sub) {
         const size_t begin = tmp.text.size();
-        for (size_t i = q.begin; i < q.begin + q.size; ++i) tmp.text += alphabet_[(uint8_t)piece[i]];
+        tmp.text.resize(begin + 2 * (size_t)q.size);  // each byte becomes 1 or 2 bytes
+        char* d = tmp.text.data() + begin;
+        for (size_t i = q.begin; i < q.begin + q.size; ++i) {
+          const uint8_t b = (uint8_t)piece[i];
+          std::memcpy(d, &alphabet_[b], 2);
+          d += alphabet_len_[b];
+        }
+        tmp.text.resize((size_t)(d - tmp.text.data()));
         tmp.spans.push_back({(uint32_t)begin, (uint32_t)(tmp.text.size() - begin)});
       }
     }
@@ -194,7 +208,8 @@ class ByteLevel final : public PreTokenizer {
  private:
   bool add_prefix_space_, use_regex_;
   std::unique_ptr<RegexSplitter> regex_;
-  std::array<std::string, 256> alphabet_;
+  std::array<std::array<char, 2>, 256> alphabet_{};  // byte -> its code point in UTF-8
+  std::array<uint8_t, 256> alphabet_len_{};
 };
 
 // Metaspace: spaces -> the replacement character, a prepended one by the prepend scheme, then
