@@ -41,13 +41,23 @@ std::string read_file(const fs::path& p) {
   return s.str();
 }
 
+// The process's temp folder, removed at exit (each tokenizer.json there is tens of MB).
+struct TempRoot {
+  fs::path path = fs::temp_directory_path() / ("edgevl_tokbench_" + std::to_string(::getpid()));
+  ~TempRoot() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 // A model folder in a temp dir (tokenizer.json decompressed once per process).
 const std::string& model_dir(const std::string& name) {
+  static TempRoot root;
   static std::map<std::string, std::string> dirs;
   auto it = dirs.find(name);
   if (it != dirs.end()) return it->second;
   const std::string src = shared_dir() + "/fixtures/tokenizers/" + name;
-  const fs::path dir = fs::temp_directory_path() / ("edgevl_tokbench_" + std::to_string(::getpid())) / name;
+  const fs::path dir = root.path / name;
   fs::create_directories(dir);
   const std::string cmd = "gzip -dc '" + src + "/tokenizer.json.gz' > '" + (dir / "tokenizer.json").string() + "'";
   EV_CHECK(std::system(cmd.c_str()) == 0, "cannot decompress ", src, "/tokenizer.json.gz");

@@ -41,6 +41,9 @@ class MergeTable {
     for (size_t k = 0; k < 3 * n; ++k) max_id = std::max(max_id, triples[k]);
     result_.resize(n);
     for (size_t r = 0; r < n; ++r) result_[r] = triples[3 * r + 2];
+    // GPT-2-style vocabularies number merged tokens by rank: then the result needs no look-up.
+    linear_ = n > 0;
+    for (size_t r = 0; r < n && linear_; ++r) linear_ = result_[r] == result_[0] + (int32_t)r;
     compact_ = max_id < (int32_t)kIdMask && n <= kRankMask;
     if (!compact_) {
       wide_.reserve(n);
@@ -82,8 +85,10 @@ class MergeTable {
       if (sl == kEmpty) return -1;
     }
   }
-  int32_t result(int32_t rank) const { return result_[(size_t)rank]; }
-  [[gnu::always_inline]] void prefetch_result(int32_t rank) const { __builtin_prefetch(&result_[(size_t)rank]); }
+  int32_t result(int32_t rank) const { return linear_ ? result_[0] + rank : result_[(size_t)rank]; }
+  [[gnu::always_inline]] void prefetch_result(int32_t rank) const {
+    if (!linear_) __builtin_prefetch(&result_[(size_t)rank]);
+  }
 
  private:
   static constexpr int kIdBits = 20, kRankBits = 24;
@@ -96,7 +101,7 @@ class MergeTable {
     k ^= k >> 32;
     return (size_t)k & mask_ & ~size_t{7};
   }
-  bool compact_ = true;
+  bool compact_ = true, linear_ = false;
   detail::TableArray<uint64_t> slots_;
   size_t mask_ = 0;
   std::vector<int32_t> result_;
