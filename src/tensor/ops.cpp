@@ -83,12 +83,14 @@ Activation activation_from_name(const char* hf_name) {
 }
 
 namespace {
+// tanh(u) = 1 - 2 / (exp(2u) + 1), on exp_approx so loops over it vectorize; ±1 in the limits.
+inline float tanh_approx(float u) { return 1.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f); }
 inline float silu(float v) { return v / (1.0f + exp_approx(-v)); }
 inline float gelu_tanh(float v) {
-  // torch.nn.functional.gelu(approximate="tanh"); tanh(u) = 1 - 2 / (exp(2u) + 1).
+  // torch.nn.functional.gelu(approximate="tanh").
   const float k = 0.7978845608028654f;  // sqrt(2/pi)
   const float u = k * (v + 0.044715f * v * v * v);
-  return 0.5f * v * (2.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f));
+  return 0.5f * v * (1.0f + tanh_approx(u));
 }
 inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.7071067811865476f)); }
 }  // namespace
@@ -121,8 +123,10 @@ void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+EV_VECTORIZED
 void softcap(float* x, float cap, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+  const float inv = 1.0f / cap;
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * tanh_approx(x[i] * inv);
 }
 
 void linear(Context& ctx, const WeightRef& w, const float* x, int64_t rows, float* y, const float* bias) {
