@@ -81,6 +81,23 @@ void print_stats(const GenerateResult& r, const MediaStats& m) {
                r.tokens.size() * 1000.0 / std::max(r.decode_ms, 1e-9), r.stop_reason.c_str(), peak_rss_mib());
 }
 
+// The model, its processors and a conversation through its chat template, as the options say.
+struct ChatState {
+  explicit ChatState(ChatOpts& o)
+      : engine(load_engine(o)), media(*engine.model, o.media), conv(engine, media, chat_template_for(o), o.ctx) {
+    if (!o.system.empty()) conv.set_system(o.system);
+    o.gen.max_new_tokens = o.n;
+  }
+  static Engine load_engine(const ChatOpts& o) {
+    Engine e = Engine::load(o.model, o.threads);
+    if (!o.mmproj.empty()) e.model->attach_mmproj(o.mmproj);
+    return e;
+  }
+  Engine engine;
+  MediaProcessor media;
+  Conversation conv;
+};
+
 std::vector<MediaItem> media_items(const std::vector<std::string>& images, const std::vector<std::string>& audio) {
   std::vector<MediaItem> items;
   for (const auto& p : images) items.push_back({MediaItem::Kind::Image, p});
@@ -104,14 +121,9 @@ void add_run(CLI::App& app) {
       "  edgevl run -m gemma-4-E2B-it --image receipt.jpg \"What is the total?\"");
   cmd->callback([o, prompt] {
     EV_CHECK(!prompt->empty() || !o->images.empty() || !o->audio.empty(), "run: give a prompt, --image or --audio");
-    Engine engine = Engine::load(o->model, o->threads);
-    if (!o->mmproj.empty()) engine.model->attach_mmproj(o->mmproj);
-    MediaProcessor media(*engine.model, o->media);
-    Conversation conv(engine, media, chat_template_for(*o), o->ctx);
-    if (!o->system.empty()) conv.set_system(o->system);
-    o->gen.max_new_tokens = o->n;
+    ChatState s(*o);
     MediaStats stats;
-    GenerateResult r = conv.reply(*prompt, media_items(o->images, o->audio), o->gen, print_stream, &stats);
+    GenerateResult r = s.conv.reply(*prompt, media_items(o->images, o->audio), o->gen, print_stream, &stats);
     std::printf("\n");
     if (o->stats) print_stats(r, stats);
   });
@@ -128,12 +140,8 @@ void add_chat(CLI::App& app) {
       "  /reset        start over (the system message stays)\n"
       "  /quit         leave (or end of input)");
   cmd->callback([o] {
-    Engine engine = Engine::load(o->model, o->threads);
-    if (!o->mmproj.empty()) engine.model->attach_mmproj(o->mmproj);
-    MediaProcessor media(*engine.model, o->media);
-    Conversation conv(engine, media, chat_template_for(*o), o->ctx);
-    if (!o->system.empty()) conv.set_system(o->system);
-    o->gen.max_new_tokens = o->n;
+    ChatState s(*o);
+    Conversation& conv = s.conv;
     std::vector<std::string> images, audio;
     std::string line;
     std::fprintf(stderr, "edgevl chat: %s. /image FILE, /audio FILE, /reset, /quit.\n", o->model.c_str());

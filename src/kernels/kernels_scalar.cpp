@@ -8,6 +8,7 @@
 
 #include "core/fp16.h"
 #include "kernels/blocks.h"
+#include "kernels/exp_approx.h"
 #include "kernels/quants.h"
 #include "kernels/table.h"
 
@@ -215,31 +216,11 @@ float dot_q6_K_q8_K(int64_t k, const void* w, const void* a) {
 
 float dot_f32_plain(const float* a, const float* b, int64_t n) { return dot_f32_f32(n, a, b); }
 
-// exp(x) by Cody-Waite reduction and Cephes' degree-6 polynomial (~2 ulp); 0 below -87.3.
-float exp_cephes(float x) {
-  const bool underflow = x < -87.33654f;
-  x = std::min(std::max(x, -87.33654f), 88.72283f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return underflow ? 0.0f : p * scale;
-}
-
 void gelu_tanh_mul_plain(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = gate[i];
     const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
-    out[i] = 0.5f * v * (2.0f - 2.0f / (exp_cephes(2.0f * u) + 1.0f)) * up[i];
+    out[i] = 0.5f * v * (2.0f - 2.0f / (exp_approx(2.0f * u) + 1.0f)) * up[i];
   }
 }
 
@@ -249,7 +230,7 @@ bool softmax_f32_plain(float* x, int64_t n) {
   if (mx == -INFINITY) return false;
   float sum = 0;
   for (int64_t i = 0; i < n; ++i) {
-    x[i] = exp_cephes(x[i] - mx);
+    x[i] = exp_approx(x[i] - mx);
     sum += x[i];
   }
   const float inv = 1.0f / sum;

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "kernels/exp_approx.h"
 #include "kernels/quants.h"
 
 namespace edgevl::ops {
@@ -17,31 +18,6 @@ namespace edgevl::ops {
 #define EV_VECTORIZED
 #endif
 
-namespace {
-
-// exp(x) by Cody-Waite range reduction and a degree-6 polynomial (Cephes' expf coefficients),
-// accurate to ~2 ulp, written as plain arithmetic so the compiler vectorizes the softmax loop
-// (std::exp is a library call it cannot). exp(-inf) and anything below -87.3 give 0.
-inline float exp_approx(float x) {
-  const bool underflow = x < -87.33654f;
-  x = std::min(std::max(x, -87.33654f), 88.72283f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return underflow ? 0.0f : p * scale;
-}
-
-}  // namespace
 
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t n, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
