@@ -324,7 +324,9 @@ TEST(KernelsSimd, SoftmaxF32MatchesScalarWithMaskedEntries) {
         double sum = 0;
         for (int64_t i = 0; i < n; ++i) {
           EXPECT_NEAR(b[i], a[i], 1e-6 * a[i] + 1e-9) << isa << " n=" << n << " i=" << i;
-          if (i % 7 == 0) EXPECT_EQ(b[i], 0.0f);
+          if (i % 7 == 0) {
+            EXPECT_EQ(b[i], 0.0f);
+          }
           sum += b[i];
         }
         EXPECT_NEAR(sum, 1.0, 1e-5);

@@ -225,9 +225,11 @@ TEST_P(ConvertTest, MatchesLlamaCppConverterAndHfLogits) {
   Context ctx(1);
   auto model = load_model(out.string());
   auto ours = run_rows(*model, ctx, as_ids(*ids_t), ids_t->shape[0], ids_t->shape[1]);
-  for (const TensorRef& g : golden->tensors())
-    if (g.name == "logits" || g.name.rfind("hidden_states.", 0) == 0)
+  for (const TensorRef& g : golden->tensors()) {
+    if (g.name == "logits" || g.name.rfind("hidden_states.", 0) == 0) {
       EXPECT_LE(rel_error(ours[g.name], as_f32(g)), 1e-4) << c << " " << g.name;
+    }
+  }
   fs::remove(out);
 }
 
@@ -273,7 +275,9 @@ TEST(InitGemma4, GgufLikeLlamaCppAndSameLogitsAsHfFolder) {
     ASSERT_NE(o, nullptr) << "missing " << t.name;
     EXPECT_EQ(o->shape, t.shape) << t.name;
     EXPECT_EQ(o->dtype, t.dtype) << t.name;
-    if (t.name == "rope_freqs.weight") EXPECT_EQ(std::memcmp(o->data, t.data, t.nbytes), 0);
+    if (t.name == "rope_freqs.weight") {
+      EXPECT_EQ(std::memcmp(o->data, t.data, t.nbytes), 0);
+    }
   }
   int keys = 0;
   for (const auto& [k, v] : theirs->metadata()) {

@@ -34,7 +34,7 @@ void add_init(CLI::App& app) {
     auto t = dtype_from_name(o->type);
     EV_CHECK(t, "init: unknown type '", o->type, "'");
     InitOptions opt;
-    opt.gguf = o->gguf || o->out.size() > 5 && o->out.substr(o->out.size() - 5) == ".gguf";
+    opt.gguf = o->gguf || (o->out.size() > 5 && o->out.substr(o->out.size() - 5) == ".gguf");
     opt.dtype = *t;
     opt.seed = o->seed;
     opt.threads = o->threads;

@@ -191,7 +191,7 @@ void legacy_tile(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, size_
       if constexpr (W::kMin) sa[i] = h2f(ab.s);
       if constexpr (W::Z != 0)
         zc[i] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                 _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(W::Z), av[i]));
+                                 _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)W::Z), av[i]));
       else
         zc[i] = _mm256_setzero_si256();
     }
@@ -239,7 +239,7 @@ void legacy_m1(int64_t k, const uint8_t* w, size_t ws, const uint8_t* a, float* 
                                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ab[b + 1].qs)), 1);
     if constexpr (W::kSplit16) av = _mm512_shuffle_i64x2(av, av, _MM_SHUFFLE(3, 1, 2, 0));
     const __m512i zc = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(W::Z), av));
+                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)W::Z), av));
     const uint32_t dab = uint32_t(ab[b].d) | uint32_t(ab[b + 1].d) << 16;
     const __m128 da = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dab));
     for (int j = 0; j < NR; ++j) {

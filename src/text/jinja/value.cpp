@@ -272,7 +272,7 @@ static void json_string(std::string& out, std::string_view s, bool ensure_ascii)
       uint32_t cp;
       size_t n = utf8_next(s, i, &cp);
       auto esc = [&](uint32_t u) {
-        char b[8];
+        char b[16];
         std::snprintf(b, sizeof(b), "\\u%04x", u);
         out += b;
       };
