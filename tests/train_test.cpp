@@ -202,18 +202,33 @@ TEST(TrainOps, GatedActivations) {
   }
 }
 
-TEST(TrainOps, CrossEntropyIgnoresMaskedRows) {
+TEST(TrainOps, TargetLogpsIgnoreMaskedRows) {
   const int64_t N = 4, V = 11;
   auto logits = randv(N * V, 21, -3, 3);
   std::vector<int64_t> targets = {3, kIgnoreIndex, 0, 10};
-  std::vector<float> d(N * V, 0.0f);
-  auto loss = [&] { return (double)cross_entropy_forward(logits.data(), targets.data(), N, V); };
-  cross_entropy_backward(logits.data(), targets.data(), N, V, 1.0f, d.data());
+  const std::vector<float> w = {0.5f, 2.0f, -1.5f, 1.0f};  // a weighted sum of the log-probabilities
+  std::vector<float> d(N * V, 0.0f), lp(N), ent(N);
+  auto loss = [&] {
+    target_logps_forward(logits.data(), targets.data(), N, V, lp.data());
+    double s = 0;
+    for (int64_t r = 0; r < N; ++r) s += w[r] * lp[r];
+    return s;
+  };
+  target_logps_backward(logits.data(), targets.data(), N, V, w.data(), d.data());
   EXPECT_LT(fd_error(logits, loss, d, 1e-2f), kFdTol);
   for (int64_t j = 0; j < V; ++j) EXPECT_EQ(d[1 * V + j], 0.0f);
-  int64_t count = 0;
-  cross_entropy_forward(logits.data(), targets.data(), N, V, &count);
-  EXPECT_EQ(count, 3);
+  target_logps_forward(logits.data(), targets.data(), N, V, lp.data(), ent.data());
+  EXPECT_EQ(lp[1], 0.0f);
+  for (int64_t r = 0; r < N; ++r) {  // entropy from its definition
+    double m = -1e30, z = 0, h = 0;
+    for (int64_t j = 0; j < V; ++j) m = std::max(m, (double)logits[r * V + j]);
+    for (int64_t j = 0; j < V; ++j) z += std::exp(logits[r * V + j] - m);
+    for (int64_t j = 0; j < V; ++j) {
+      const double p = std::exp(logits[r * V + j] - m) / z;
+      h -= p * std::log(p);
+    }
+    EXPECT_NEAR(ent[r], h, 1e-5);
+  }
 }
 
 TEST(TrainOps, EmbeddingBackward) {
@@ -269,7 +284,7 @@ void check_against_golden(const std::vector<NamedTensor>& ours, const safetensor
     const double e = test::rel_error(t.data, ref);
     EXPECT_LE(e, 1e-4) << t.name;
     std::string group = t.name;
-    for (const char* p : {"sft.grad.", "lora.grad.", "lora.adamw.final."})
+    for (const char* p : {"sft.grad.", "lora.grad.", "lora.adamw.final.", "dpo.grad.", "grpo.grad."})
       if (t.name.rfind(p, 0) == 0) group = p;
     worst[group] = std::max(worst[group], e);
   }
@@ -289,11 +304,12 @@ TEST(TrainGolden, LlamaSftLoraAdamW) {
   o.model = dir;
   o.lora_dir = dir + "/lora_adapter";
   o.adamw_steps = 3;  // golden.json lora.adamw: torch.optim.AdamW defaults but weight_decay 0.01 (also the default)
-  const Batch batch = read_batch(*golden);
-  const auto ours = train_dump(ctx, o, batch);
+  const auto ours = train_dump(ctx, o, *golden);
   check_against_golden(ours, *golden,
                        {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
-                        "lora.adamw."});
+                        "lora.adamw.", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen", "dpo.rejected", "dpo.grad.",
+                        "grpo.loss", "grpo.advantages", "grpo.per_token", "grpo.entropies", "grpo.coef_1",
+                        "grpo.grad."});
 }
 
 TEST(TrainGolden, LlamaAdapterLoadsAsInitialized) {
@@ -362,7 +378,7 @@ TEST(TrainGolden, LlamaLoraOverF16Base) {
   o.lora_dir = dir + "/lora_adapter";
   o.sft = false;
   double worst = 0;
-  for (const NamedTensor& t : train_dump(ctx, o, read_batch(*golden))) {
+  for (const NamedTensor& t : train_dump(ctx, o, *golden)) {
     const TensorRef* g = golden->find(t.name);
     ASSERT_NE(g, nullptr) << t.name;
     const double e = test::rel_error(t.data, test::as_f32(*g));
@@ -391,7 +407,7 @@ TEST(TrainGolden, CliTrainDump) {
     EXPECT_LE(test::rel_error(test::as_f32(t), test::as_f32(*g)), 1e-4) << t.name;
     ++compared;
   }
-  EXPECT_EQ(compared, 2 + 21 + 2 + 28 + 1 + 28);
+  EXPECT_EQ(compared, 2 + 21 + 2 + 28 + 1 + 28 + 7 + 28 + 6 + 28);
 }
 
 }  // namespace

@@ -222,34 +222,38 @@ double log_sum_exp(const float* row, int64_t V) {
 }
 }  // namespace
 
-float cross_entropy_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V, int64_t* count) {
-  double sum = 0;
-  int64_t n = 0;
+void target_logps_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float* logps,
+                          float* entropies) {
   for (int64_t r = 0; r < N; ++r) {
-    if (targets[r] == kIgnoreIndex) continue;
-    EV_CHECK(targets[r] >= 0 && targets[r] < V, "cross-entropy: target ", targets[r], " outside the vocabulary (", V,
-             ")");
     const float* row = logits + r * V;
-    sum += log_sum_exp(row, V) - row[targets[r]];
-    ++n;
+    const bool counted = targets[r] != kIgnoreIndex;
+    EV_CHECK(!counted || (targets[r] >= 0 && targets[r] < V), "log-probabilities: target ", targets[r],
+             " outside the vocabulary (", V, ")");
+    if (!counted && !entropies) {
+      logps[r] = 0.0f;
+      continue;
+    }
+    const double lse = log_sum_exp(row, V);
+    logps[r] = counted ? (float)(row[targets[r]] - lse) : 0.0f;
+    if (entropies) {  // H = lse - Σ p x
+      double px = 0;
+      for (int64_t j = 0; j < V; ++j) px += std::exp((double)row[j] - lse) * row[j];
+      entropies[r] = (float)(lse - px);
+    }
   }
-  if (count) *count = n;
-  return n ? (float)(sum / n) : 0.0f;
 }
 
-void cross_entropy_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float dloss,
-                            float* dlogits) {
-  int64_t n = 0;
-  for (int64_t r = 0; r < N; ++r) n += targets[r] != kIgnoreIndex;
-  if (!n) return;
-  const double scale = (double)dloss / n;
+// ∂ log p_t / ∂ x_j = [j = t] - softmax_j.
+void target_logps_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, const float* dlogps,
+                           float* dlogits) {
   for (int64_t r = 0; r < N; ++r) {
-    if (targets[r] == kIgnoreIndex) continue;
+    if (targets[r] == kIgnoreIndex || dlogps[r] == 0.0f) continue;
     const float* row = logits + r * V;
     const double lse = log_sum_exp(row, V);
+    const double g = dlogps[r];
     float* d = dlogits + r * V;
-    for (int64_t j = 0; j < V; ++j) d[j] += (float)(scale * std::exp((double)row[j] - lse));
-    d[targets[r]] -= (float)scale;
+    for (int64_t j = 0; j < V; ++j) d[j] -= (float)(g * std::exp((double)row[j] - lse));
+    d[targets[r]] += (float)g;
   }
 }
 

@@ -60,14 +60,14 @@ void attention_backward(const nn::AttentionShape& a, const float* dout, const fl
 void gated_act_backward(ops::Activation act, const float* gate, const float* up, const float* dout, float* dgate,
                         float* dup, int64_t n);
 
-// --- cross-entropy over target rows (F.cross_entropy, ignore_index, reduction mean) ------------
+// --- log-probabilities of target tokens (TRL's selective_log_softmax; cross-entropy is -mean) --
 inline constexpr int64_t kIgnoreIndex = -100;
-// logits [N, V]; targets [N] (kIgnoreIndex: no loss). Returns the mean over counted rows (0 when
-// none); `count` (optional) receives how many rows counted.
-float cross_entropy_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V,
-                            int64_t* count = nullptr);
-// dlogits += dloss * ∂mean/∂logits = dloss * (softmax - onehot) / count on counted rows.
-void cross_entropy_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float dloss,
-                            float* dlogits);
+// logits [N, V]; targets [N] (kIgnoreIndex: not counted, logps 0). logps[r] = log_softmax(row)[t];
+// entropies (optional) [N] = -Σ p log p of every row (counted or not).
+void target_logps_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float* logps,
+                          float* entropies = nullptr);
+// dlogits += dlogps[r] * (onehot(t) - softmax(row)) on counted rows.
+void target_logps_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, const float* dlogps,
+                           float* dlogits);
 
 }  // namespace edgevl::train

@@ -88,8 +88,8 @@ class LlamaTrain final : public TrainableLM {
       }
   }
 
-  float forward(Context& ctx, const Batch& b) override;
-  void backward(Context& ctx) override;
+  void forward(Context& ctx, const Batch& b) override;
+  void backward(Context& ctx, const Tensor& dlogits) override;
 
  private:
   void on_enable_base_grads() override {
@@ -114,15 +114,13 @@ class LlamaTrain final : public TrainableLM {
 
   // The last forward's batch and activations.
   Batch batch_;
-  std::vector<int64_t> targets_;
   std::vector<LayerActs> acts_;
   Tensor x_final_, xn_final_;
   std::vector<float> rstd_final_;
 };
 
-// HF LlamaModel.forward (position_ids = arange(T) per row, the padding mask on keys) + lm_head +
-// ForCausalLMLoss.
-float LlamaTrain::forward(Context& ctx, const Batch& b) {
+// HF LlamaModel.forward (position_ids = arange(T) per row, the padding mask on keys) + lm_head.
+void LlamaTrain::forward(Context& ctx, const Batch& b) {
   const DecoderConfig& d = cfg_.dec;
   const int64_t B = b.B, T = b.T, N = B * T, D = d.hidden, F = d.ffn;
   const int64_t H = d.n_heads, Hkv = d.n_kv_heads, Dh = d.head_dim;
@@ -130,7 +128,6 @@ float LlamaTrain::forward(Context& ctx, const Batch& b) {
                (int64_t)b.labels.size() == N,
            "train: batch tensors disagree with its shape [", B, ", ", T, "]");
   batch_ = b;
-  targets_ = shifted_targets(b);
   const nn::AttentionShape a = attention_shape(d);
 
   Tensor x({N, D}), h({N, D});
@@ -178,19 +175,17 @@ float LlamaTrain::forward(Context& ctx, const Batch& b) {
   rms_norm_forward(x.data(), w_.final_norm.f32(), xn_final_.data(), rstd_final_.data(), N, D, d.rms_eps);
   logits_.resize({N, d.vocab});
   lm_head_.forward(ctx, xn_final_.data(), N, logits_.data());
-  return cross_entropy_forward(logits_.data(), targets_.data(), N, d.vocab);
 }
 
-void LlamaTrain::backward(Context& ctx) {
+void LlamaTrain::backward(Context& ctx, const Tensor& dlogits) {
   const DecoderConfig& d = cfg_.dec;
   const int64_t B = batch_.B, T = batch_.T, N = B * T, D = d.hidden, F = d.ffn;
   const int64_t H = d.n_heads, Hkv = d.n_kv_heads, Dh = d.head_dim;
-  EV_CHECK(N > 0, "train: backward without a forward");
+  EV_CHECK(N > 0 && dlogits.numel() == N * d.vocab, "train: backward without a matching forward");
   const nn::AttentionShape a = attention_shape(d);
   auto grad = [&](const WeightRef& w) { return base_grads_ ? param(w)->grad.data() : nullptr; };
 
-  Tensor dlogits({N, d.vocab}), dxn({N, D}), dx({N, D});
-  cross_entropy_backward(logits_.data(), targets_.data(), N, d.vocab, 1.0f, dlogits.data());
+  Tensor dxn({N, D}), dx({N, D});
   lm_head_.backward(ctx, xn_final_.data(), dlogits.data(), N, dxn.data());
   rms_norm_backward(dxn.data(), x_final_.data(), w_.final_norm.f32(), rstd_final_.data(), dx.data(),
                     grad(w_.final_norm), N, D);

@@ -59,11 +59,11 @@ class TrainableLM {
   virtual std::map<std::string, std::pair<int64_t, int64_t>> linear_modules() const = 0;
   // Routes the targeted projections through `lora` (null: detach). The set must outlive the model.
   virtual void attach_lora(LoraSet* lora) = 0;
-  // Mean cross-entropy of the shifted labels (transformers' ForCausalLMLoss with
-  // num_items_in_batch=None); keeps the activations; logits() holds [B*T, V].
-  virtual float forward(Context& ctx, const Batch& batch) = 0;
-  // d loss / d everything trainable, accumulated into the gradients.
-  virtual void backward(Context& ctx) = 0;
+  // Runs the model over the batch (labels are not read) and keeps the activations the backward
+  // needs; logits() then holds [B*T, V] (after any final soft-capping).
+  virtual void forward(Context& ctx, const Batch& batch) = 0;
+  // Backpropagates d loss / d logits [B*T, V] of the last forward, accumulating into the gradients.
+  virtual void backward(Context& ctx, const Tensor& dlogits) = 0;
 
   // Gradients for every base parameter from now on (float32 weights only).
   void enable_base_grads();
