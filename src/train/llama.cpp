@@ -223,10 +223,7 @@ void LlamaTrain::backward(Context& ctx, const Tensor& dlogits) {
 
 }  // namespace
 
-std::unique_ptr<TrainableLM> open_trainable(const std::string& path) {
-  auto src = ModelSource::open(path);
-  const std::string arch = src->architecture();
-  EV_CHECK(arch == "llama", path, ": no training forward for architecture '", arch, "' yet (supported: llama)");
+std::unique_ptr<TrainableLM> make_llama_trainable(std::unique_ptr<ModelSource> src) {
   LlamaConfig cfg = src->is_gguf() ? llama_config_from_gguf(src->gguf(), "llama") : llama_config_from_hf(src->hf());
   return std::make_unique<LlamaTrain>(std::move(src), std::move(cfg));
 }

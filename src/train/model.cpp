@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "train/families.h"
 #include "train/grad_ops.h"
 
 namespace edgevl::train {
@@ -45,6 +46,13 @@ void TrainableLM::enable_base_grads() {
 void TrainableLM::zero_grad() {
   for (auto& p : params_) std::fill(p->grad.begin(), p->grad.end(), 0.0f);
   if (lora_) lora_->zero_grad();
+}
+
+std::unique_ptr<TrainableLM> open_trainable(const std::string& path) {
+  auto src = ModelSource::open(path);
+  const std::string arch = src->architecture();
+  if (arch == "llama") return make_llama_trainable(std::move(src));
+  fail(path, ": no training forward for architecture '", arch, "' yet (supported: llama)");
 }
 
 std::vector<int64_t> shifted_targets(const Batch& b) {
