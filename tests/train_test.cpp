@@ -1,6 +1,7 @@
 // Training layer: every op's backward against finite differences of its forward, then the whole
 // Llama training step (SFT gradients, LoRA gradients, AdamW) against the reference stack's golden
 // training states (../shared/golden/hf/train/llama).
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -14,6 +15,7 @@
 #include "io/safetensors.h"
 #include "kernels/quants.h"
 #include "test_util.h"
+#include "models/model.h"
 #include "train/adamw.h"
 #include "train/grad_ops.h"
 #include "train/lora.h"
@@ -389,6 +391,38 @@ TEST(TrainGolden, LlamaLoraOverF16Base) {
   // Full fine-tuning needs float32 weights: a clear error, not garbage.
   auto m = open_trainable(f16);
   EXPECT_THROW(m->enable_base_grads(), Error);
+}
+
+TEST(TrainGolden, LlamaInferenceWithAdapterGivesLoraLogits) {
+  // `run --lora`: the PEFT adapter rides on the inference model's weights (WeightRef::delta); its
+  // KV-cached forward gives the golden lora.logits on every unpadded row.
+  const std::string dir = train_case("llama");
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  const Batch b = read_batch(*golden);
+  const std::vector<float> ref = test::as_f32(*golden->find("lora.logits"));
+  Context ctx(2);
+  auto model = load_model(dir);
+  const int64_t V = model->info().vocab_size;
+  for (int pass = 0; pass < 2; ++pass) {
+    std::unique_ptr<AttachedLora> lora;
+    if (pass == 0) lora = std::make_unique<AttachedLora>(*model, dir + "/lora_adapter");
+    const std::vector<float> want = pass == 0 ? ref : test::as_f32(*golden->find("sft.logits"));
+    int rows = 0;
+    for (int64_t i = 0; i < b.B; ++i) {
+      if (std::count(b.attention_mask.begin() + i * b.T, b.attention_mask.begin() + (i + 1) * b.T, 1) != b.T) continue;
+      nn::KvCache cache = model->new_cache(b.T);
+      const std::vector<int32_t> tokens(b.input_ids.begin() + i * b.T, b.input_ids.begin() + (i + 1) * b.T);
+      ForwardRequest req;
+      req.tokens = tokens;
+      req.all_logits = true;
+      Tensor logits;
+      model->forward(ctx, cache, req, logits);
+      const std::vector<float> expect(want.begin() + i * b.T * V, want.begin() + (i + 1) * b.T * V);
+      EXPECT_LE(test::rel_error(logits.vec(), expect), 1e-4) << "row " << i << (pass ? " (detached)" : "");
+      ++rows;
+    }
+    EXPECT_GT(rows, 0);
+  }
 }
 
 TEST(TrainGolden, CliTrainDump) {

@@ -13,7 +13,7 @@ namespace edgevl::cli {
 
 void add_generate(CLI::App& app) {
   struct Opts {
-    std::string model, prompt, ids, messages, system;
+    std::string model, prompt, ids, messages, system, lora;
     bool chat = false;
     int threads = 0, n = 128;
     int64_t ctx = 4096;
@@ -24,6 +24,7 @@ void add_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Continue a prompt, streaming the text as it is produced");
   cmd->add_option("-m,--model", o->model, "Model folder or .gguf file")->required();
   cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
+  cmd->add_option("--lora", o->lora, "A LoRA adapter folder (PEFT layout) applied to the model");
   cmd->add_option("--ids", o->ids, "Prompt as comma-separated token ids (instead of text)");
   cmd->add_flag("--chat", o->chat, "Wrap the prompt as a user turn with the model's chat template");
   cmd->add_option("--system", o->system, "With --chat: a system message first");
@@ -38,6 +39,7 @@ void add_generate(CLI::App& app) {
     EV_CHECK(!o->prompt.empty() || !o->ids.empty() || !o->messages.empty(),
              "generate: give --prompt, --messages or --ids");
     Engine engine = Engine::load(o->model, o->threads);
+    if (!o->lora.empty()) engine.attach_lora(o->lora);
     std::vector<int32_t> prompt;
     if (!o->ids.empty()) {
       prompt = parse_id_list(o->ids);

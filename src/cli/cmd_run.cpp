@@ -17,7 +17,7 @@ namespace edgevl::cli {
 namespace {
 
 struct ChatOpts {
-  std::string model, mmproj, system, chat_template;
+  std::string model, mmproj, lora, system, chat_template;
   std::vector<std::string> images, audio;
   MediaOptions media;
   int threads = 0, n = 512;
@@ -29,6 +29,7 @@ struct ChatOpts {
 void add_chat_options(CLI::App* cmd, ChatOpts& o) {
   cmd->add_option("-m,--model", o.model, "Model folder or .gguf file")->required();
   cmd->add_option("--mmproj", o.mmproj, "llama.cpp mmproj .gguf with the vision tower, for a text-only .gguf model");
+  cmd->add_option("--lora", o.lora, "A LoRA adapter folder (PEFT layout, e.g. from `edgevl train`) applied to the model");
   cmd->add_option("--system", o.system, "A system message first");
   cmd->add_option("--chat-template", o.chat_template,
                   "Jinja chat template file to use instead of the model's own");
@@ -91,6 +92,7 @@ struct ChatState {
   static Engine load_engine(const ChatOpts& o) {
     Engine e = Engine::load(o.model, o.threads);
     if (!o.mmproj.empty()) e.model->attach_mmproj(o.mmproj);
+    if (!o.lora.empty()) e.attach_lora(o.lora);
     return e;
   }
   Engine engine;

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -83,10 +84,17 @@ class CausalLM {
   virtual void attach_mmproj(const std::string& path) {
     fail(path, ": the ", info_.family, " family takes no mmproj file");
   }
+  // The weights by Hugging Face name ("model.layers.0.self_attn.q_proj.weight"), whatever the
+  // file format: what adapters (LoRA, WeightRef::delta) attach to.
+  const std::map<std::string, WeightRef*>& weights_by_hf_name() const { return by_hf_name_; }
 
  protected:
+  // Families call this once their loaders are done (later loaders add to the map).
+  void register_weights(const std::map<std::string, WeightRef*>& m) { by_hf_name_.insert(m.begin(), m.end()); }
+
   ModelInfo info_;
   std::unique_ptr<ModelSource> source_;
+  std::map<std::string, WeightRef*> by_hf_name_;
 };
 
 // Opens a model folder or GGUF file and builds the family its architecture names.

@@ -23,6 +23,12 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 }  // namespace
 
+std::string WeightLoader::hf_name(const char* pattern, int64_t layer) const {
+  std::string name = expand_layer_name(pattern, layer);
+  if (!hf_from_.empty() && name.rfind(hf_from_, 0) == 0) name = hf_to_ + name.substr(hf_from_.size());
+  return name;
+}
+
 WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector<int64_t>& shape, uint32_t flags,
                              int64_t layer, int64_t hf_row_offset) {
   const bool is_gguf = src_.is_gguf();
@@ -32,8 +38,7 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
              hf ? hf : gguf, ")");
     return {};
   }
-  std::string name = expand_layer_name(pattern, layer);
-  if (!is_gguf && !hf_from_.empty() && name.rfind(hf_from_, 0) == 0) name = hf_to_ + name.substr(hf_from_.size());
+  const std::string name = is_gguf ? expand_layer_name(pattern, layer) : hf_name(pattern, layer);
   const TensorRef* t = src_.find(name);
   if (!t) {
     EV_CHECK(flags & kOptional, src_.path(), ": missing weight '", name, "'");
@@ -95,8 +100,7 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
 float WeightLoader::scalar(const std::string& hf, const char* gguf, int64_t layer) {
   const char* pattern = src_.is_gguf() ? gguf : hf.c_str();
   EV_CHECK(pattern, src_.path(), ": this format has no name for the scalar '", hf, "'");
-  std::string name = expand_layer_name(pattern, layer);
-  if (!src_.is_gguf() && !hf_from_.empty() && name.rfind(hf_from_, 0) == 0) name = hf_to_ + name.substr(hf_from_.size());
+  const std::string name = src_.is_gguf() ? expand_layer_name(pattern, layer) : hf_name(pattern, layer);
   const TensorRef* t = src_.find(name);
   EV_CHECK(t, src_.path(), ": missing scalar '", name, "'");
   EV_CHECK(t->numel() == 1 && (t->dtype == DType::F32 || t->dtype == DType::F16 || t->dtype == DType::BF16),

@@ -6,6 +6,7 @@
 // kernel table has a repacked layout for (Q4_0 on AVX-512), which also get an owned repacked copy.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -50,8 +51,16 @@ class WeightLoader {
 
   template <typename Slots>
   void load_table(Slots& slots, const std::vector<WeightSpec<Slots>>& table, int64_t layer = -1) {
-    for (const auto& s : table) slots.*(s.slot) = load(s.hf, s.gguf, s.shape, s.flags, layer, s.hf_row_offset);
+    for (const auto& s : table) {
+      WeightRef& w = slots.*(s.slot);
+      w = load(s.hf, s.gguf, s.shape, s.flags, layer, s.hf_row_offset);
+      if (s.hf && !w.empty() && s.hf_row_offset < 0) by_hf_name_[hf_name(s.hf, layer)] = &w;
+    }
   }
+
+  // Every weight load_table filled, by its Hugging Face name whatever the file format (adapters
+  // name modules that way). The pointers are the family's slots: valid while those stay put.
+  const std::map<std::string, WeightRef*>& by_hf_name() const { return by_hf_name_; }
 
   // Checkpoints that nest a decoder inside a multimodal model (Gemma4ForConditionalGeneration keeps
   // it under "model.language_model.") name its weights under another prefix: HF names that start
@@ -68,7 +77,10 @@ class WeightLoader {
  private:
   const ModelSource& src_;
   Kernels kernels_;
+  std::string hf_name(const char* pattern, int64_t layer) const;
+
   std::string hf_from_, hf_to_;
+  std::map<std::string, WeightRef*> by_hf_name_;
   std::vector<std::unique_ptr<std::vector<float>>> owned_;
   std::vector<PackedWeight> packed_;
 };

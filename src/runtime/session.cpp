@@ -30,6 +30,11 @@ Engine Engine::load(const std::string& path, int threads, const std::string& isa
   return e;
 }
 
+void Engine::attach_lora(const std::string& adapter_dir) {
+  lora.reset();
+  lora = std::make_unique<train::AttachedLora>(*model, adapter_dir);
+}
+
 const text::Tokenizer& Engine::require_tokenizer() const {
   EV_CHECK(tokenizer, model->source().path(),
            ": no tokenizer (a GGUF vocabulary or tokenizer.json); pass token ids instead (--ids)");

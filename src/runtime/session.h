@@ -10,6 +10,7 @@
 #include "models/model.h"
 #include "runtime/sampler.h"
 #include "text/tokenizer.h"
+#include "train/lora.h"
 
 namespace edgevl {
 
@@ -19,11 +20,14 @@ struct Engine {
   std::unique_ptr<Context> ctx;
   std::unique_ptr<CausalLM> model;
   std::unique_ptr<text::Tokenizer> tokenizer;
+  std::unique_ptr<train::AttachedLora> lora;  // an adapter over the model's weights, or null
   double load_ms = 0;
 
   // Loads a model folder or GGUF; `threads` <= 0 uses every core.
   static Engine load(const std::string& path, int threads, const std::string& isa = "");
-  const text::Tokenizer& require_tokenizer() const;  // Error if the model has none we can read
+  const text::Tokenizer& require_tokenizer() const;
+  // Applies a PEFT LoRA adapter folder to the model for everything that runs after.
+  void attach_lora(const std::string& adapter_dir);  // Error if the model has none we can read
 };
 
 // The tokenizer stored with a model: GGUF vocabulary metadata, or nullptr when the format's

@@ -121,6 +121,21 @@ void linear(Context& ctx, const WeightRef& w, const float* x, int64_t rows, floa
   a.layout = w.layout;
   matmul(ctx.kernels, ctx.pool, a);
   if (bias) add_bias(y, bias, rows, a.n);
+  if (const LowRankDelta* d = w.delta) {
+    std::vector<float> u(rows * d->r), dy(rows * a.n);
+    linear(ctx, f32_weight(d->A, d->r, a.k), x, rows, u.data());
+    linear(ctx, f32_weight(d->B, a.n, d->r), u.data(), rows, dy.data());
+    add_scaled(y, dy.data(), d->scaling, rows * a.n);
+  }
+}
+
+WeightRef f32_weight(const float* data, int64_t rows, int64_t cols) {
+  WeightRef w;
+  w.dtype = DType::F32;
+  w.shape = {rows, cols};
+  w.data = data;
+  w.row_bytes = cols * sizeof(float);
+  return w;
 }
 
 void embedding_row(const WeightRef& table, int64_t id, float* out) {

@@ -27,6 +27,8 @@ void softcap(float* x, float cap, int64_t n);  // x = cap * tanh(x / cap)
 
 // y[T, N] = x[T, K] · Wᵀ (+ bias): a linear layer with any weight dtype.
 void linear(Context& ctx, const WeightRef& w, const float* x, int64_t rows, float* y, const float* bias = nullptr);
+// A float32 matrix [rows, cols] in memory as a WeightRef (LoRA factors, tests).
+WeightRef f32_weight(const float* data, int64_t rows, int64_t cols);
 
 // Row `id` of an embedding table of any dtype, as floats.
 void embedding_row(const WeightRef& table, int64_t id, float* out);

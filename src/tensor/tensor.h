@@ -50,6 +50,15 @@ class Tensor {
 // `packed` optionally holds the same matrix repacked at load for the kernel table's matmul
 // (repack_for_matmul, owned by the loader); `data` still points at the GGUF rows (row gathers,
 // other kernel tables), whose pages are then only read on demand.
+// A low-rank update applied with a weight wherever it multiplies (a LoRA adapter at inference):
+// y += scaling · (x·Aᵀ)·Bᵀ with A [r, cols] and B [rows, r] in float32, owned by whoever attached it.
+struct LowRankDelta {
+  int64_t r = 0;
+  float scaling = 1.0f;
+  const float* A = nullptr;
+  const float* B = nullptr;
+};
+
 struct WeightRef {
   std::string name;
   DType dtype = DType::F32;
@@ -58,6 +67,7 @@ struct WeightRef {
   size_t row_bytes = 0;
   const void* packed = nullptr;
   WeightLayout layout = WeightLayout::Gguf;
+  const LowRankDelta* delta = nullptr;  // ops::linear adds it; null: none
 
   bool empty() const { return data == nullptr; }
   int64_t rows() const { return shape.size() == 1 ? 1 : shape[0]; }

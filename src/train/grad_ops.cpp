@@ -77,15 +77,6 @@ void linear_bias_backward(const float* dy, int64_t rows, int64_t O, float* db) {
   for (int64_t t = 0; t < rows; ++t) ops::add(db, dy + t * O, O);
 }
 
-WeightRef f32_weight(const float* data, int64_t O, int64_t I) {
-  WeightRef w;
-  w.dtype = DType::F32;
-  w.shape = {O, I};
-  w.data = data;
-  w.row_bytes = I * sizeof(float);
-  return w;
-}
-
 void rope_forward(const nn::Rope& rope, float* x, int64_t T, int64_t heads, int64_t Dh, int64_t pos0) {
   for (int64_t t = 0; t < T; ++t) rope.apply(x + t * heads * Dh, heads, Dh, pos0 + t);
 }

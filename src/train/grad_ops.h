@@ -35,8 +35,7 @@ void linear_backward_weight(Context& ctx, const float* dy, const float* x, int64
                             float* dw);
 // db[O] += Σ_rows dy.
 void linear_bias_backward(const float* dy, int64_t rows, int64_t O, float* db);
-// A float32 matrix [O, I] as a WeightRef, to run it through ops::linear (LoRA factors, tests).
-WeightRef f32_weight(const float* data, int64_t O, int64_t I);
+using ops::f32_weight;
 
 // --- RoPE (HF apply_rotary_pos_emb; rotate-half or interleaved, as nn::Rope is configured) ------
 // x [T, heads*Dh] of one sequence, token t at position pos0 + t, rotated in place.

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <regex>
 
@@ -132,6 +133,33 @@ LoraSet LoraSet::load_peft(const std::string& adapter_dir,
   return s;
 }
 
+LoraSet LoraSet::create(const LoraConfig& config, const std::map<std::string, std::pair<int64_t, int64_t>>& modules,
+                        uint64_t seed) {
+  EV_CHECK(config.r > 0, "lora: rank must be positive");
+  LoraSet s;
+  s.config = config;
+  std::mt19937_64 rng(seed);
+  for (const auto& [module, io] : modules) {
+    if (!config.targets(module)) continue;
+    LoraPair p;
+    p.module = module;
+    p.r = config.r;
+    p.in = io.first;
+    p.out = io.second;
+    p.scaling = (float)config.scaling();
+    // kaiming_uniform_(a=sqrt(5)): gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) = 1/sqrt(in).
+    std::uniform_real_distribution<float> u(-1.0f / std::sqrt((float)p.in), 1.0f / std::sqrt((float)p.in));
+    p.A.resize(p.r * p.in);
+    for (float& v : p.A) v = u(rng);
+    p.B.assign(p.out * p.r, 0.0f);
+    p.dA.assign(p.A.size(), 0.0f);
+    p.dB.assign(p.B.size(), 0.0f);
+    s.pairs.emplace(module, std::move(p));
+  }
+  EV_CHECK(!s.pairs.empty(), "lora: the target modules match no linear layer of this model");
+  return s;
+}
+
 void LoraSet::save_peft(const std::string& adapter_dir, const std::string& base_model) const {
   std::error_code ec;
   std::filesystem::create_directories(adapter_dir, ec);
@@ -169,6 +197,37 @@ void LoraSet::save_peft(const std::string& adapter_dir, const std::string& base_
     EV_CHECK(f.good(), tmp, ": write failed");
   }
   EV_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot replace");
+}
+
+std::map<std::string, std::pair<int64_t, int64_t>> linear_modules(const CausalLM& model) {
+  std::map<std::string, std::pair<int64_t, int64_t>> m;
+  const std::string suffix = ".weight";
+  for (const auto& [name, w] : model.weights_by_hf_name())
+    if (w->shape.size() == 2 && name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+        name.find("embed") == std::string::npos)
+      m[name.substr(0, name.size() - suffix.size())] = {w->cols(), w->rows()};
+  return m;
+}
+
+AttachedLora::AttachedLora(CausalLM& model, const std::string& adapter_dir)
+    : set_(LoraSet::load_peft(adapter_dir, linear_modules(model))) {
+  const auto& weights = model.weights_by_hf_name();
+  for (auto& [module, p] : set_.pairs) {
+    WeightRef* w = weights.at(module + ".weight");
+    EV_CHECK(!w->delta, adapter_dir, ": ", module, " already carries an adapter");
+    LowRankDelta& d = deltas_[module];
+    d.r = p.r;
+    d.scaling = p.scaling;
+    d.A = p.A.data();
+    d.B = p.B.data();
+    w->delta = &d;
+    targets_.push_back(w);
+  }
+}
+
+AttachedLora::~AttachedLora() {
+  for (WeightRef* w : targets_) w->delta = nullptr;
 }
 
 }  // namespace edgevl::train

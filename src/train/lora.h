@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "models/model.h"
 #include "tensor/context.h"
 #include "tensor/tensor.h"
 
@@ -57,6 +58,10 @@ class LoraSet {
   // config targets; every one must have its A and B, of the right shapes.
   static LoraSet load_peft(const std::string& adapter_dir,
                            const std::map<std::string, std::pair<int64_t, int64_t>>& expected);
+  // A fresh adapter on every linear of `modules` the config targets, as PEFT initialises it:
+  // A kaiming-uniform (a = sqrt(5), i.e. U(±1/sqrt(in))), B zeros, so the model starts unchanged.
+  static LoraSet create(const LoraConfig& config,
+                        const std::map<std::string, std::pair<int64_t, int64_t>>& modules, uint64_t seed);
   // Writes a PEFT folder (adapter_config.json + adapter_model.safetensors, float32, PEFT's names),
   // which PeftModel.from_pretrained and load_peft read. Files are replaced atomically.
   void save_peft(const std::string& adapter_dir, const std::string& base_model = "") const;
@@ -64,5 +69,24 @@ class LoraSet {
   // "default": "base_model.model.<module>.lora_A.default.weight".
   static std::string peft_name(const std::string& module, char which, const std::string& adapter_name = "");
 };
+
+// An adapter applied to an inference model (`edgevl run --lora`): every targeted weight of the
+// model carries a LowRankDelta over the set's factors until this object is destroyed.
+class AttachedLora {
+ public:
+  AttachedLora(CausalLM& model, const std::string& adapter_dir);
+  ~AttachedLora();
+  AttachedLora(const AttachedLora&) = delete;
+  AttachedLora& operator=(const AttachedLora&) = delete;
+  const LoraSet& set() const { return set_; }
+
+ private:
+  LoraSet set_;
+  std::map<std::string, LowRankDelta> deltas_;
+  std::vector<WeightRef*> targets_;
+};
+
+// The linears of an inference model an adapter may target: HF module name -> {in, out}.
+std::map<std::string, std::pair<int64_t, int64_t>> linear_modules(const CausalLM& model);
 
 }  // namespace edgevl::train

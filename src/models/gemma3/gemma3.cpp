@@ -125,6 +125,7 @@ class Gemma3Model : public CausalLM {
     w_.layers.resize(d.n_layers);
     const auto table = layer_table(d);
     for (int64_t l = 0; l < d.n_layers; ++l) loader_.load_table(w_.layers[l], table, l);
+    register_weights(loader_.by_hf_name());
     rope_global_ = nn::Rope(d.rope_global, d.head_dim);
     rope_local_ = nn::Rope(d.rope_local, d.head_dim);
     // Gemma3TextScaledWordEmbedding: embed_scale = hidden_size ** 0.5, a float32 buffer.

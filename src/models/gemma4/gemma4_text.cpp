@@ -56,6 +56,7 @@ class Gemma4Model : public CausalLM {
     if (w_.lm_head.empty()) w_.lm_head = w_.embed;
     w_.layers.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], gemma4_layer_table(c, l), l);
+    register_weights(loader_.by_hf_name());
     rope_sliding_ = nn::Rope(c.rope_sliding, c.sliding_head_dim);
     if (c.global_head_dim > 0) {
       rope_global_ = nn::Rope(c.rope_global, c.global_head_dim);

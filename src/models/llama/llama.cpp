@@ -79,6 +79,7 @@ LlamaModel::LlamaModel(std::unique_ptr<ModelSource> src, LlamaConfig cfg,
   if (w_.lm_head.empty()) w_.lm_head = w_.embed;
   w_.layers.resize(d.n_layers);
   for (int64_t l = 0; l < d.n_layers; ++l) loader_.load_table(w_.layers[l], layer_table, l);
+  register_weights(loader_.by_hf_name());
   rope_ = nn::Rope(d.rope_global, d.head_dim);
   if (!cfg_.rope_freq_factors.empty()) rope_.divide_frequencies(cfg_.rope_freq_factors);
 
