@@ -16,6 +16,8 @@ void add_quantize(CLI::App& app);
 void add_init(CLI::App& app);
 void add_dump(CLI::App& app);
 void add_train_dump(CLI::App& app);
+void add_train(CLI::App& app);
+void add_merge(CLI::App& app);
 void add_template(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_detokenize(CLI::App& app);

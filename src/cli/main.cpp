@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   edgevl::cli::add_quantize(app);
   edgevl::cli::add_init(app);
   edgevl::cli::add_dump(app);
+  edgevl::cli::add_train(app);
+  edgevl::cli::add_merge(app);
   edgevl::cli::add_train_dump(app);
   edgevl::cli::add_preprocess(app);
   edgevl::cli::add_template(app);

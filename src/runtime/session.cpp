@@ -129,6 +129,7 @@ GenerateResult Session::generate(const MediaPrompt& prompt, const GenerateOption
     const bool eog = tok ? tok->is_end_of_generation(id) : id == engine_.model->info().eos_id;
     if (opt.stop_at_eog && eog) {
       r.stop_reason = "eos";
+      r.eog_token = id;
       break;
     }
     r.tokens.push_back(id);

@@ -47,6 +47,7 @@ struct GenerateResult {
   std::vector<int32_t> tokens;  // new tokens (stop strings excluded from text, not from tokens)
   std::string text;             // streamed text, stop string removed
   std::string stop_reason;      // "eos", "stop_string", "length", "cancelled" (on_text said stop)
+  int32_t eog_token = -1;       // with "eos": the end-of-generation token sampled (not in tokens)
   double prefill_ms = 0, decode_ms = 0;
   int64_t prompt_tokens = 0;
 };

@@ -22,6 +22,8 @@ class AdamW {
   explicit AdamW(AdamWOptions o = {}) : o_(o) {}
   const AdamWOptions& options() const { return o_; }
   int64_t steps() const { return step_; }
+  void set_lr(double lr) { o_.lr = lr; }         // learning-rate schedules
+  void set_steps(int64_t n) { step_ = n; }       // resuming from a checkpoint
   // Starts a new step; then update() each parameter once.
   void begin_step() { ++step_; }
   void update(float* p, const float* g, AdamWState& s, int64_t n) const;

@@ -211,11 +211,20 @@ std::map<std::string, std::pair<int64_t, int64_t>> linear_modules(const CausalLM
 }
 
 AttachedLora::AttachedLora(CausalLM& model, const std::string& adapter_dir)
-    : set_(LoraSet::load_peft(adapter_dir, linear_modules(model))) {
+    : owned_(LoraSet::load_peft(adapter_dir, linear_modules(model))), set_(&owned_) {
+  attach(model);
+}
+
+AttachedLora::AttachedLora(CausalLM& model, const LoraSet& set) : set_(&set) { attach(model); }
+
+void AttachedLora::attach(CausalLM& model) {
   const auto& weights = model.weights_by_hf_name();
-  for (auto& [module, p] : set_.pairs) {
-    WeightRef* w = weights.at(module + ".weight");
-    EV_CHECK(!w->delta, adapter_dir, ": ", module, " already carries an adapter");
+  for (const auto& [module, p] : set_->pairs) {
+    auto it = weights.find(module + ".weight");
+    EV_CHECK(it != weights.end(), "lora: the model has no linear '", module, "'");
+    WeightRef* w = it->second;
+    EV_CHECK(w->cols() == p.in && w->rows() == p.out, "lora: adapter of ", module, " has the wrong shape");
+    EV_CHECK(!w->delta, "lora: ", module, " already carries an adapter");
     LowRankDelta& d = deltas_[module];
     d.r = p.r;
     d.scaling = p.scaling;

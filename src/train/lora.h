@@ -75,13 +75,18 @@ class LoraSet {
 class AttachedLora {
  public:
   AttachedLora(CausalLM& model, const std::string& adapter_dir);
+  // Borrows `set` (which must outlive this): the model follows its factors as they are trained.
+  AttachedLora(CausalLM& model, const LoraSet& set);
   ~AttachedLora();
   AttachedLora(const AttachedLora&) = delete;
   AttachedLora& operator=(const AttachedLora&) = delete;
-  const LoraSet& set() const { return set_; }
+  const LoraSet& set() const { return *set_; }
 
  private:
-  LoraSet set_;
+  void attach(CausalLM& model);
+
+  LoraSet owned_;
+  const LoraSet* set_;
   std::map<std::string, LowRankDelta> deltas_;
   std::vector<WeightRef*> targets_;
 };

@@ -41,7 +41,7 @@ float sft_step(Context& ctx, TrainableLM& m, const Batch& b, int64_t num_items, 
 }
 
 DpoStepResult dpo_step(Context& ctx, TrainableLM& m, LoraSet& lora, const PreferenceBatch& pb, double beta,
-                       float scale) {
+                       float scale, bool backward) {
   const Batch& b = pb.rows;
   EV_CHECK(b.B % 2 == 0, "DPO: a batch holds chosen and rejected rows of each pair");
   const auto targets = next_token_targets(b.input_ids, pb.completion_mask, b.B, b.T);
@@ -56,10 +56,18 @@ DpoStepResult dpo_step(Context& ctx, TrainableLM& m, LoraSet& lora, const Prefer
     r.ref_token_logps = token_logps(m.logits(), targets);
   });
   r.ref_logps = sequence(r.ref_token_logps);
-  forward_backward(ctx, m, b, [&](const Tensor& logits, Tensor& dlogits) {
+  auto policy = [&](const Tensor& logits) {
     r.policy_token_logps = token_logps(logits, targets);
     r.policy_logps = sequence(r.policy_token_logps);
     r.dpo = dpo_sigmoid_loss(r.policy_logps, r.ref_logps, beta);
+  };
+  if (!backward) {
+    m.forward(ctx, b);
+    policy(m.logits());
+    return r;
+  }
+  forward_backward(ctx, m, b, [&](const Tensor& logits, Tensor& dlogits) {
+    policy(logits);
     std::vector<float> dtok(b.B * b.T);
     for (int64_t i = 0; i < b.B * b.T; ++i) dtok[i] = r.dpo.dpolicy[i / b.T] * scale;
     target_logps_backward(logits.data(), targets.data(), b.B * b.T, logits.dim(-1), dtok.data(), dlogits.data());

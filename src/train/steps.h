@@ -28,8 +28,9 @@ struct DpoStepResult {
   std::vector<float> policy_logps, ref_logps;              // [B], sums over completion tokens
 };
 // The reference is the base with the adapter detached (PEFT's disable_adapter): no extra model.
+// backward = false: the loss and log-probabilities only (evaluation).
 DpoStepResult dpo_step(Context& ctx, TrainableLM& m, LoraSet& lora, const PreferenceBatch& b, double beta,
-                       float scale = 1.0f);
+                       float scale = 1.0f, bool backward = true);
 
 // A GRPO batch as GRPOTrainer._compute_loss takes it: left-padded prompts, right-padded
 // completions, one advantage per completion.

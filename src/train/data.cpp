@@ -1,0 +1,201 @@
+#include "train/data.h"
+
+#include <algorithm>
+#include <fstream>
+
+#include "core/error.h"
+#include "train/grad_ops.h"
+
+namespace edgevl::train {
+
+std::vector<Json> read_jsonl(const std::string& path) {
+  std::ifstream f(path);
+  EV_CHECK(f, path, ": cannot open");
+  std::vector<Json> rows;
+  std::string line;
+  for (int64_t n = 1; std::getline(f, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Json j = Json::parse(line, nullptr, false);
+    EV_CHECK(!j.is_discarded() && j.is_object(), path, ":", n, ": not a JSON object");
+    rows.push_back(std::move(j));
+  }
+  EV_CHECK(!rows.empty(), path, ": no rows");
+  return rows;
+}
+
+namespace {
+
+bool conversational(const Json& v) { return v.is_array(); }
+
+void check_messages(const Json& messages) {
+  for (const Json& m : messages) {
+    EV_CHECK(m.is_object() && m.contains("role") && m.contains("content"),
+             "data: a message must be an object with role and content");
+    if (m["content"].is_array())
+      for (const Json& part : m["content"])
+        EV_CHECK(!part.is_object() || part.value("type", "text") == "text",
+                 "data: message parts of type '", part.value("type", ""),
+                 "' (images, audio) have no training forward yet; text parts only");
+  }
+}
+
+void truncate(std::vector<int32_t>& v, int64_t n) {
+  if ((int64_t)v.size() > n) v.resize(n);
+}
+
+}  // namespace
+
+DataFormatter::DataFormatter(const text::Tokenizer& tok, std::optional<text::ChatTemplate> tmpl, FormatOptions o)
+    : tok_(tok), tmpl_(std::move(tmpl)), o_(o) {
+  EV_CHECK(o_.max_length > 1, "data: max_length must be at least 2");
+}
+
+std::string DataFormatter::render(const Json& messages, bool add_generation_prompt) const {
+  EV_CHECK(tmpl_, "data: conversational rows need the model's chat template (none found; give --chat-template)");
+  check_messages(messages);
+  return text::apply_chat_template(*tmpl_, messages, add_generation_prompt);
+}
+
+std::vector<int32_t> DataFormatter::encode(const std::string& s, bool add_special) const {
+  return tok_.encode(s, add_special, /*parse_special=*/true);
+}
+
+std::vector<int32_t> DataFormatter::prompt_ids(const Json& prompt, std::string* rendered) const {
+  if (conversational(prompt)) {
+    *rendered = render(prompt, true);
+    return encode(*rendered, false);  // the template writes its own BOS
+  }
+  EV_CHECK(prompt.is_string(), "data: \"prompt\" must be a string or a list of messages");
+  return encode(prompt.get<std::string>(), true);
+}
+
+std::vector<int32_t> DataFormatter::completion_ids(const Json& prompt, const std::string& rendered_prompt,
+                                                   const Json& completion) const {
+  if (conversational(completion)) {
+    EV_CHECK(conversational(prompt), "data: a conversational completion needs a conversational prompt");
+    Json all = prompt;
+    for (const Json& m : completion) all.push_back(m);
+    const std::string full = render(all, false);
+    EV_CHECK(full.compare(0, rendered_prompt.size(), rendered_prompt) == 0,
+             "data: the chat template renders the prompt differently once the completion follows");
+    return encode(full.substr(rendered_prompt.size()), false);
+  }
+  EV_CHECK(completion.is_string(), "data: a completion must be a string or a list of messages");
+  std::vector<int32_t> ids = encode(completion.get<std::string>(), false);
+  if (tok_.eos_id() >= 0) ids.push_back(tok_.eos_id());
+  return ids;
+}
+
+SftExample DataFormatter::sft(const Json& row) const {
+  SftExample e;
+  if (row.contains("messages")) {
+    const Json& msgs = row["messages"];
+    EV_CHECK(msgs.is_array() && !msgs.empty(), "data: \"messages\" must be a non-empty list");
+    e.ids = encode(render(msgs, false), false);
+    e.loss.assign(e.ids.size(), o_.completion_only_loss ? 0 : 1);
+    if (o_.completion_only_loss) {
+      // Each assistant turn: the tokens between the conversation up to it (with the generation
+      // prompt) and the conversation including it.
+      Json prefix = Json::array();
+      for (const Json& m : msgs) {
+        if (m.value("role", "") == "assistant") {
+          const size_t a = encode(render(prefix, true), false).size();
+          Json upto = prefix;
+          upto.push_back(m);
+          const size_t b = std::min(encode(render(upto, false), false).size(), e.ids.size());
+          for (size_t i = a; i < b; ++i) e.loss[i] = 1;
+        }
+        prefix.push_back(m);
+      }
+    }
+  } else if (row.contains("prompt") && row.contains("completion")) {
+    std::string rendered;
+    e.ids = prompt_ids(row["prompt"], &rendered);
+    const auto c = completion_ids(row["prompt"], rendered, row["completion"]);
+    e.loss.assign(e.ids.size(), o_.completion_only_loss ? 0 : 1);
+    e.ids.insert(e.ids.end(), c.begin(), c.end());
+    e.loss.resize(e.ids.size(), 1);
+  } else if (row.contains("text")) {
+    EV_CHECK(row["text"].is_string(), "data: \"text\" must be a string");
+    e.ids = encode(row["text"].get<std::string>(), true);
+    if (tok_.eos_id() >= 0) e.ids.push_back(tok_.eos_id());
+    e.loss.assign(e.ids.size(), 1);
+  } else {
+    fail("data: an SFT row needs \"messages\", \"prompt\" + \"completion\", or \"text\"");
+  }
+  truncate(e.ids, o_.max_length);
+  e.loss.resize(e.ids.size());
+  return e;
+}
+
+PreferenceExample DataFormatter::preference(const Json& row) const {
+  EV_CHECK(row.contains("prompt") && row.contains("chosen") && row.contains("rejected"),
+           "data: a preference row needs \"prompt\", \"chosen\" and \"rejected\"");
+  PreferenceExample e;
+  std::string rendered;
+  e.prompt = prompt_ids(row["prompt"], &rendered);
+  e.chosen = completion_ids(row["prompt"], rendered, row["chosen"]);
+  e.rejected = completion_ids(row["prompt"], rendered, row["rejected"]);
+  // TRL (truncation_mode keep_start) cuts the whole sequence at max_length.
+  truncate(e.prompt, o_.max_length - 1);
+  truncate(e.chosen, o_.max_length - (int64_t)e.prompt.size());
+  truncate(e.rejected, o_.max_length - (int64_t)e.prompt.size());
+  return e;
+}
+
+PromptExample DataFormatter::prompt(const Json& row) const {
+  EV_CHECK(row.contains("prompt"), "data: a GRPO row needs \"prompt\"");
+  PromptExample e;
+  std::string rendered;
+  e.prompt = prompt_ids(row["prompt"], &rendered);
+  EV_CHECK(!e.prompt.empty(), "data: empty prompt");
+  truncate(e.prompt, o_.max_length - 1);
+  e.row = row;
+  return e;
+}
+
+Batch collate_sft(const std::vector<const SftExample*>& rows) {
+  Batch b;
+  b.B = (int64_t)rows.size();
+  for (const SftExample* r : rows) b.T = std::max<int64_t>(b.T, (int64_t)r->ids.size());
+  b.input_ids.assign(b.B * b.T, 0);
+  b.attention_mask.assign(b.B * b.T, 0);
+  b.labels.assign(b.B * b.T, kIgnoreIndex);
+  for (int64_t i = 0; i < b.B; ++i)
+    for (size_t t = 0; t < rows[i]->ids.size(); ++t) {
+      b.input_ids[i * b.T + t] = rows[i]->ids[t];
+      b.attention_mask[i * b.T + t] = 1;
+      if (rows[i]->loss[t]) b.labels[i * b.T + t] = rows[i]->ids[t];
+    }
+  return b;
+}
+
+PreferenceBatch collate_preference(const std::vector<const PreferenceExample*>& rows) {
+  PreferenceBatch p;
+  Batch& b = p.rows;
+  const int64_t n = (int64_t)rows.size();
+  b.B = 2 * n;
+  for (const PreferenceExample* r : rows)
+    b.T = std::max<int64_t>(b.T, (int64_t)(r->prompt.size() + std::max(r->chosen.size(), r->rejected.size())));
+  b.input_ids.assign(b.B * b.T, 0);
+  b.attention_mask.assign(b.B * b.T, 0);
+  b.labels.assign(b.B * b.T, kIgnoreIndex);
+  p.completion_mask.assign(b.B * b.T, 0);
+  for (int64_t i = 0; i < b.B; ++i) {
+    const PreferenceExample& r = *rows[i % n];
+    const std::vector<int32_t>& c = i < n ? r.chosen : r.rejected;
+    int64_t t = 0;
+    for (int32_t id : r.prompt) {
+      b.input_ids[i * b.T + t] = id;
+      b.attention_mask[i * b.T + t++] = 1;
+    }
+    for (int32_t id : c) {
+      b.input_ids[i * b.T + t] = id;
+      b.attention_mask[i * b.T + t] = 1;
+      p.completion_mask[i * b.T + t++] = 1;
+    }
+  }
+  return p;
+}
+
+}  // namespace edgevl::train
