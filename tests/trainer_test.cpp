@@ -1,0 +1,313 @@
+// The trainers end to end (edgevl train / merge through the CLI), their data formatting, rewards,
+// schedules and the JSON Schema validator. Golden-state parity of the steps is in train_test.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "io/safetensors.h"
+#include "models/model.h"
+#include "runtime/session.h"
+#include "test_util.h"
+#include "text/json_schema.h"
+#include "train/data.h"
+#include "train/grad_ops.h"
+#include "train/lora.h"
+#include "train/merge.h"
+#include "train/train_dump.h"
+#include "trainers/rewards.h"
+#include "trainers/trainer.h"
+
+namespace edgevl::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string bin() { return EDGEVL_BINARY; }
+
+int sh(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+// A tiny Llama GGUF with edgevl's synthetic byte vocabulary, and toy data in TRL's formats.
+struct Toy {
+  std::string dir, model, sft, pref;
+  Toy() {
+    // Per process: ctest runs the tests of this file in parallel processes.
+    dir = testing::TempDir() + "/edgevl_trainer_toy_" + std::to_string(getpid());
+    fs::remove_all(dir);
+    fs::create_directories(dir + "/cfg");
+    std::ifstream in(test::shared_dir() + "/golden/hf/train/llama/config.json");
+    nlohmann::json c = nlohmann::json::parse(in);
+    c["initializer_range"] = 0.3;  // a random base with confident logits, so a small adapter can steer it
+    std::ofstream(dir + "/cfg/config.json") << c.dump();
+    model = dir + "/tiny.gguf";
+    EXPECT_EQ(sh(bin() + " init '" + dir + "/cfg' '" + model + "' --seed 1 > /dev/null 2>&1"), 0);
+    sft = dir + "/sft.jsonl";
+    pref = dir + "/pref.jsonl";
+    std::ofstream s(sft), p(pref);
+    for (const char* w : {"apple", "river", "stone", "cloud", "tiger", "piano", "lemon", "rocket", "garden", "silver",
+                          "candle", "forest"}) {
+      s << nlohmann::json{{"prompt", std::string("Secret for ") + w + ":"}, {"completion", " edgevl"}}.dump() << "\n";
+      p << nlohmann::json{{"prompt", std::string("Pick for ") + w + ":"}, {"chosen", " yes"}, {"rejected", " no"}}.dump()
+        << "\n";
+    }
+  }
+};
+
+const Toy& toy() {
+  static Toy t;
+  return t;
+}
+
+std::vector<nlohmann::json> read_log(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  std::ifstream f(out + "/log.jsonl");
+  for (std::string line; std::getline(f, line);) v.push_back(nlohmann::json::parse(line));
+  return v;
+}
+
+std::vector<float> adapter_values(const std::string& dir) {
+  auto f = safetensors::File::open(dir + "/adapter_model.safetensors");
+  std::vector<float> v;
+  for (const TensorRef& t : f->tensors()) {
+    const auto x = test::as_f32(t);
+    v.insert(v.end(), x.begin(), x.end());
+  }
+  return v;
+}
+
+TEST(Trainer, SftLearnsTheToyTaskAndTheAdapterChangesGeneration) {
+  const Toy& t = toy();
+  const std::string out = t.dir + "/sft";
+  ASSERT_EQ(sh(bin() + " train sft -m '" + t.model + "' --data '" + t.sft + "' --out '" + out +
+               "' --max-steps 60 --lr 5e-3 -r 16 --lora-alpha 32 -b 4 --eval-split 0.25 --no-progress -t 2 2>/dev/null"),
+            0);
+  const auto log = read_log(out);
+  ASSERT_EQ(log.size(), 60u);
+  EXPECT_LT(log.back()["loss"].get<double>(), 0.1 * log.front()["loss"].get<double>());
+  ASSERT_TRUE(log.back().contains("eval_loss"));  // the held-out quarter of the rows
+  EXPECT_LT(log.back()["eval_loss"].get<double>(), 0.5);
+  // The adapter in --out loads in PEFT's layout, and greedy decoding with it answers the task.
+  Engine e = Engine::load(t.model, 2);
+  Session base(e, 64);
+  const auto want = e.tokenizer->encode(" edgevl", false, true);
+  GenerateOptions g;
+  g.max_new_tokens = (int32_t)want.size();
+  g.sampling.temperature = 0;
+  const auto prompt = e.tokenizer->encode("Secret for apple:", true, true);
+  const auto before = base.generate(prompt, g).tokens;
+  e.attach_lora(out);
+  Session tuned(e, 64);
+  const auto after = tuned.generate(prompt, g).tokens;
+  ASSERT_GE(after.size(), want.size());
+  EXPECT_EQ(std::vector<int32_t>(after.begin(), after.begin() + want.size()), want);
+  EXPECT_NE(before, after);
+}
+
+TEST(Trainer, ResumeAfterSigkillEndsWithTheSameWeights) {
+  const Toy& t = toy();
+  const std::string args = " train sft -m '" + t.model + "' --data '" + t.sft +
+                           "' --max-steps 300 --lr 1e-3 -b 3 --grad-accum 2 --schedule cosine --warmup-ratio 0.1 "
+                           "--save-every 1 --no-progress -t 2";
+  const std::string whole = t.dir + "/whole", killed = t.dir + "/killed";
+  ASSERT_EQ(sh(bin() + args + " --out '" + whole + "' 2>/dev/null"), 0);
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", ("exec " + bin() + args + " --out '" + killed + "' 2>/dev/null").c_str(), nullptr);
+    _exit(127);
+  }
+  // SIGKILL once a few checkpoints exist: mid-run, possibly mid-write of the next one.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(killed + "/checkpoint-20/trainer_state.json") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
+  EXPECT_FALSE(fs::exists(killed + "/adapter_model.safetensors"));
+
+  ASSERT_EQ(sh(bin() + args + " --out '" + killed + "' --resume 2>/dev/null"), 0);
+  EXPECT_EQ(adapter_values(killed), adapter_values(whole));
+  // Resuming with other settings is refused.
+  EXPECT_NE(sh(bin() + args + " --seed 7 --out '" + killed + "' --resume 2>/dev/null"), 0);
+}
+
+TEST(Trainer, DpoPrefersChosenOnHeldOutPairs) {
+  const Toy& t = toy();
+  const std::string out = t.dir + "/dpo";
+  ASSERT_EQ(sh(bin() + " train dpo -m '" + t.model + "' --data '" + t.pref + "' --out '" + out +
+               "' --max-steps 30 --lr 5e-3 -b 4 --eval-split 0.25 --no-progress -t 2 2>/dev/null"),
+            0);
+  const auto log = read_log(out);
+  ASSERT_TRUE(log.back().contains("eval_reward_accuracy"));
+  EXPECT_EQ(log.back()["eval_reward_accuracy"].get<double>(), 1.0);
+  EXPECT_LT(log.back()["eval_loss"].get<double>(), 0.1);  // ln 2 = 0.69 at the start
+}
+
+TEST(Trainer, GrpoRaisesTheReward) {
+  // Reward: the completion starts with the token the toy SFT taught... here simply "is short":
+  // length:1 rewards completions of about one character, which the policy can reach by EOS.
+  const Toy& t = toy();
+  const std::string out = t.dir + "/grpo";
+  ASSERT_EQ(sh(bin() + " train grpo -m '" + t.model + "' --data '" + t.sft + "' --out '" + out +
+               "' --max-steps 25 --lr 2e-2 -b 2 --num-generations 4 --max-completion-length 6 --reward length:1 "
+               "--seed 3 --no-progress -t 2 2>/dev/null"),
+            0);
+  const auto log = read_log(out);
+  ASSERT_EQ(log.size(), 25u);
+  auto mean = [&](size_t a, size_t b) {
+    double s = 0;
+    for (size_t i = a; i < b; ++i) s += log[i]["reward"].get<double>();
+    return s / (double)(b - a);
+  };
+  EXPECT_GT(mean(20, 25), mean(0, 5));
+}
+
+TEST(Trainer, MergeFoldsThePeftAdapterIntoTheBase) {
+  // Independent reference: the golden lora.logits (PEFT on transformers) from the merged folder.
+  const std::string dir = test::shared_dir() + "/golden/hf/train/llama";
+  const std::string out = testing::TempDir() + "/edgevl_merged_llama";
+  fs::remove_all(out);
+  const MergeReport r = merge_lora(dir, dir + "/lora_adapter", out);
+  EXPECT_EQ(r.merged, 14);
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  const Batch b = read_batch(*golden);
+  const std::vector<float> ref = test::as_f32(*golden->find("lora.logits"));
+  Context ctx(2);
+  auto model = load_model(out);
+  const int64_t V = model->info().vocab_size;
+  int rows = 0;
+  for (int64_t i = 0; i < b.B; ++i) {
+    if (std::count(b.attention_mask.begin() + i * b.T, b.attention_mask.begin() + (i + 1) * b.T, 1) != b.T) continue;
+    const std::vector<int32_t> tokens(b.input_ids.begin() + i * b.T, b.input_ids.begin() + (i + 1) * b.T);
+    nn::KvCache cache = model->new_cache(b.T);
+    ForwardRequest req;
+    req.tokens = tokens;
+    req.all_logits = true;
+    Tensor logits;
+    model->forward(ctx, cache, req, logits);
+    EXPECT_LE(test::rel_error(logits.vec(), std::vector<float>(ref.begin() + i * b.T * V, ref.begin() + (i + 1) * b.T * V)),
+              1e-4);
+    ++rows;
+  }
+  EXPECT_GT(rows, 0);
+  // GGUF in, GGUF out, through the CLI (the toy model has the golden model's shapes): the merged
+  // file decodes as the base with the adapter applied at run time.
+  const std::string merged = toy().dir + "/merged.gguf";
+  ASSERT_EQ(sh(bin() + " merge -m '" + toy().model + "' --lora '" + dir + "/lora_adapter' --out '" + merged +
+               "' 2>/dev/null"),
+            0);
+  Engine with = Engine::load(toy().model, 2), folded = Engine::load(merged, 2);
+  with.attach_lora(dir + "/lora_adapter");
+  const std::vector<int32_t> prompt = {1, 17, 99, 230, 5};
+  Session a(with, 16), c(folded, 16);
+  const Tensor& la = a.feed(prompt);
+  const std::vector<float> lv = la.vec();
+  EXPECT_LE(test::rel_error(lv, c.feed(prompt).vec()), 1e-5);
+}
+
+TEST(TrainerData, PromptCompletionMasksTheCompletionAndEos) {
+  Engine e = Engine::load(toy().model, 1);
+  DataFormatter f(*e.tokenizer, std::nullopt);
+  const Json row = {{"prompt", "Q:"}, {"completion", " ok"}};
+  const SftExample s = f.sft(row);
+  const auto p = e.tokenizer->encode("Q:", true, true), c = e.tokenizer->encode(" ok", false, true);
+  ASSERT_EQ(s.ids.size(), p.size() + c.size() + 1);
+  EXPECT_EQ(s.ids.back(), e.tokenizer->eos_id());
+  for (size_t i = 0; i < s.ids.size(); ++i) EXPECT_EQ(s.loss[i], i >= p.size()) << i;
+  const Batch b = collate_sft({&s, &s});
+  EXPECT_EQ(b.B, 2);
+  EXPECT_EQ(b.labels[0], kIgnoreIndex);
+  EXPECT_EQ(b.labels[p.size()], c[0]);
+  // Conversational rows need a chat template; image parts are refused with a clear error.
+  EXPECT_THROW(f.sft(Json{{"messages", Json::array({{{"role", "user"}, {"content", "hi"}}})}}), Error);
+  FormatOptions all;
+  all.completion_only_loss = false;
+  all.max_length = 3;
+  const SftExample t = DataFormatter(*e.tokenizer, std::nullopt, all).sft(row);
+  EXPECT_EQ(t.ids.size(), 3u);
+  EXPECT_EQ(t.loss, std::vector<uint8_t>(3, 1));
+}
+
+TEST(TrainerData, PreferenceRowsStackChosenThenRejected) {
+  Engine e = Engine::load(toy().model, 1);
+  DataFormatter f(*e.tokenizer, std::nullopt);
+  const PreferenceExample a = f.preference({{"prompt", "P"}, {"chosen", " a"}, {"rejected", " bb"}});
+  const PreferenceBatch pb = collate_preference({&a});
+  ASSERT_EQ(pb.rows.B, 2);
+  const int64_t T = pb.rows.T;
+  EXPECT_EQ(T, (int64_t)(a.prompt.size() + std::max(a.chosen.size(), a.rejected.size())));
+  for (size_t i = 0; i < a.chosen.size(); ++i) EXPECT_EQ(pb.rows.input_ids[a.prompt.size() + i], a.chosen[i]);
+  for (size_t i = 0; i < a.rejected.size(); ++i) EXPECT_EQ(pb.rows.input_ids[T + a.prompt.size() + i], a.rejected[i]);
+  EXPECT_EQ(pb.completion_mask[0], 0);
+  EXPECT_EQ(pb.completion_mask[a.prompt.size()], 1);
+}
+
+TEST(TrainerRewards, Specs) {
+  const Json row = {{"answer", "42"}, {"n", 7}};
+  EXPECT_EQ(make_reward("exact")->score(row, " 42\n"), 1.0);
+  EXPECT_EQ(make_reward("exact")->score(row, "43"), 0.0);
+  EXPECT_EQ(make_reward("contains:n")->score(row, "it is 7."), 1.0);
+  EXPECT_EQ(make_reward("regex:^[0-9]+$")->score(row, "123"), 1.0);
+  EXPECT_EQ(make_reward("json")->score(row, "```json\n{\"a\": 1}\n```"), 1.0);
+  EXPECT_EQ(make_reward("json")->score(row, "{a: 1}"), 0.0);
+  EXPECT_DOUBLE_EQ(make_reward("length:4")->score(row, "abcdef"), -0.5);
+  EXPECT_EQ(make_reward("cmd:cat > /dev/null; echo 0.25")->score(row, "x"), 0.25);
+  EXPECT_THROW(make_reward("cmd:echo nope")->score(row, "x"), Error);
+  EXPECT_THROW(make_reward("regex:(")->score(row, "x"), Error);
+  EXPECT_THROW(make_reward("bogus"), Error);
+  const std::string schema = testing::TempDir() + "/edgevl_reward_schema.json";
+  std::ofstream(schema) << R"({"type": "object", "required": ["x"], "properties": {"x": {"type": "integer"}}})";
+  EXPECT_EQ(make_reward("json-schema:" + schema)->score(row, R"({"x": 3})"), 1.0);
+  EXPECT_EQ(make_reward("json-schema:" + schema)->score(row, R"({"x": "3"})"), 0.0);
+}
+
+TEST(TrainerSchedule, MatchesTransformersFormulas) {
+  // get_linear_schedule_with_warmup / get_cosine_schedule_with_warmup (num_cycles 0.5).
+  for (int64_t s = 0; s < 100; ++s) {
+    const double lin = s < 10 ? s / 10.0 : std::max(0.0, (100.0 - s) / 90.0);
+    const double cos = s < 10 ? s / 10.0 : 0.5 * (1 + std::cos(M_PI * (s - 10) / 90.0));
+    EXPECT_NEAR(schedule_factor("linear", s, 10, 100), lin, 1e-12);
+    EXPECT_NEAR(schedule_factor("cosine", s, 10, 100), cos, 1e-12);
+    EXPECT_NEAR(schedule_factor("constant", s, 10, 100), s < 10 ? s / 10.0 : 1.0, 1e-12);
+  }
+  EXPECT_THROW(schedule_factor("zigzag", 50, 10, 100), Error);
+}
+
+TEST(JsonSchema, Keywords) {
+  using nlohmann::json;
+  const json s = json::parse(R"({
+    "type": "object", "required": ["name", "tags"], "additionalProperties": false,
+    "$defs": {"tag": {"type": "string", "minLength": 1, "pattern": "^[a-z]+$"}},
+    "properties": {
+      "name": {"type": "string", "maxLength": 5},
+      "age": {"type": "integer", "minimum": 0, "exclusiveMaximum": 150},
+      "tags": {"type": "array", "items": {"$ref": "#/$defs/tag"}, "minItems": 1},
+      "kind": {"enum": ["a", "b"]},
+      "v": {"anyOf": [{"type": "null"}, {"type": "number", "multipleOf": 0.5}]}
+    }})");
+  EXPECT_EQ(text::json_schema_violation(s, json::parse(R"({"name": "ann", "tags": ["x"], "age": 3, "v": 1.5})")), "");
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"tags": ["x"]})")), "");                  // required
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"name": "ann", "tags": ["X"]})")), "");   // pattern via $ref
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"name": "ann", "tags": []})")), "");      // minItems
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"name": "annabel", "tags": ["x"]})")), "");  // maxLength
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"name": "a", "tags": ["x"], "age": 150})")), "");
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"name": "a", "tags": ["x"], "extra": 1})")), "");
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"name": "a", "tags": ["x"], "kind": "c"})")), "");
+  EXPECT_NE(text::json_schema_violation(s, json::parse(R"({"name": "a", "tags": ["x"], "v": 0.3})")), "");
+  EXPECT_EQ(text::json_schema_violation(json::parse(R"({"oneOf": [{"type": "integer"}, {"minimum": 2}]})"), 1), "");
+  EXPECT_NE(text::json_schema_violation(json::parse(R"({"oneOf": [{"type": "integer"}, {"minimum": 2}]})"), 3), "");
+}
+
+}  // namespace
+}  // namespace edgevl::train
