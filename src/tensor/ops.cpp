@@ -100,6 +100,21 @@ void softmax(float* x, int64_t n) {
 }
 
 EV_VECTORIZED
+float log_sum_exp(const float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  if (mx == -INFINITY) return mx;
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += exp_approx(x[i] - mx);
+  return mx + std::log(sum);
+}
+
+EV_VECTORIZED
+void add_exp_scaled(float* acc, const float* x, float shift, float s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += s * exp_approx(x[i] - shift);
+}
+
+EV_VECTORIZED
 void softcap(float* x, float cap, int64_t n) {
   const float inv = 1.0f / cap;
   for (int64_t i = 0; i < n; ++i) x[i] = cap * tanh_approx(x[i] * inv);

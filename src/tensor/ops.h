@@ -23,6 +23,10 @@ Activation activation_from_name(const char* hf_name);  // "silu", "gelu_pytorch_
 void gated_act(Activation act, const float* gate, const float* up, float* out, int64_t n);
 
 void softmax(float* x, int64_t n);
+// log Σ exp(x) (max-shifted; the sum in float, exact to a few ulp for any vocabulary size we meet).
+float log_sum_exp(const float* x, int64_t n);
+// acc += s · exp(x - shift): a softmax row scaled into a gradient without materialising it.
+void add_exp_scaled(float* acc, const float* x, float shift, float s, int64_t n);
 void softcap(float* x, float cap, int64_t n);  // x = cap * tanh(x / cap)
 
 // y[T, N] = x[T, K] · Wᵀ (+ bias): a linear layer with any weight dtype.

@@ -202,17 +202,6 @@ void gated_act_backward(ops::Activation act, const float* gate, const float* up,
   }
 }
 
-namespace {
-// log Σ exp(row), in double.
-double log_sum_exp(const float* row, int64_t V) {
-  float mx = -INFINITY;
-  for (int64_t j = 0; j < V; ++j) mx = std::max(mx, row[j]);
-  double s = 0;
-  for (int64_t j = 0; j < V; ++j) s += std::exp((double)row[j] - mx);
-  return mx + std::log(s);
-}
-}  // namespace
-
 void target_logps_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float* logps,
                           float* entropies) {
   for (int64_t r = 0; r < N; ++r) {
@@ -224,8 +213,8 @@ void target_logps_forward(const float* logits, const int64_t* targets, int64_t N
       logps[r] = 0.0f;
       continue;
     }
-    const double lse = log_sum_exp(row, V);
-    logps[r] = counted ? (float)(row[targets[r]] - lse) : 0.0f;
+    const float lse = ops::log_sum_exp(row, V);
+    logps[r] = counted ? row[targets[r]] - lse : 0.0f;
     if (entropies) {  // H = lse - Σ p x
       double px = 0;
       for (int64_t j = 0; j < V; ++j) px += std::exp((double)row[j] - lse) * row[j];
@@ -240,11 +229,9 @@ void target_logps_backward(const float* logits, const int64_t* targets, int64_t 
   for (int64_t r = 0; r < N; ++r) {
     if (targets[r] == kIgnoreIndex || dlogps[r] == 0.0f) continue;
     const float* row = logits + r * V;
-    const double lse = log_sum_exp(row, V);
-    const double g = dlogps[r];
     float* d = dlogits + r * V;
-    for (int64_t j = 0; j < V; ++j) d[j] -= (float)(g * std::exp((double)row[j] - lse));
-    d[targets[r]] += (float)g;
+    ops::add_exp_scaled(d, row, ops::log_sum_exp(row, V), -dlogps[r], V);
+    d[targets[r]] += dlogps[r];
   }
 }
 
