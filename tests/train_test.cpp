@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -74,6 +76,36 @@ TEST(TrainOps, RmsNorm) {
   rms_norm_backward(c.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), R, n);
   EXPECT_LT(fd_error(x, loss, dx), kFdTol);
   EXPECT_LT(fd_error(w, loss, dw), kFdTol);
+}
+
+TEST(TrainOps, RmsNormWithoutScale) {
+  // Gemma 4's v_norm: RMSNorm over each head with no weight.
+  const int64_t R = 4, n = 8;
+  auto x = randv(R * n, 30), c = randv(R * n, 31);
+  std::vector<float> y(R * n), rstd(R), dx(R * n, 0.0f);
+  auto loss = [&] {
+    rms_norm_forward(x.data(), nullptr, y.data(), rstd.data(), R, n, 1e-6f);
+    return dot(y, c);
+  };
+  loss();
+  rms_norm_backward(c.data(), x.data(), nullptr, rstd.data(), dx.data(), nullptr, R, n);
+  EXPECT_LT(fd_error(x, loss, dx), kFdTol);
+}
+
+TEST(TrainOps, Softcap) {
+  const int64_t n = 30;
+  const float cap = 3.0f;
+  auto x = randv(n, 32, -8, 8), c = randv(n, 33);
+  std::vector<float> y(n), dx(n, 0.0f);
+  auto loss = [&] {
+    y = x;
+    softcap_forward(y.data(), cap, n);
+    return dot(y, c);
+  };
+  loss();
+  for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], cap * std::tanh(x[i] / cap), 1e-6);
+  softcap_backward(y.data(), cap, c.data(), dx.data(), n);
+  EXPECT_LT(fd_error(x, loss, dx, 1e-3f), kFdTol);
 }
 
 TEST(TrainOps, LinearF32AndF16) {
@@ -160,6 +192,27 @@ TEST(TrainOps, RopeRotateHalfAndInterleaved) {
     rope_backward(rope, dx.data(), T, heads, Dh, 3);
     EXPECT_LT(fd_error(x, loss, dx), kFdTol) << "interleaved " << interleaved;
   }
+}
+
+TEST(TrainOps, RopeProportionalPartial) {
+  // Gemma 4's global layers: a quarter of the pairs rotate (exponents over the whole head), the
+  // others have frequency 0 and pass the gradient through unchanged.
+  nn::RopeConfig rc;
+  rc.type = "proportional";
+  rc.theta = 1e4;
+  rc.partial_rotary_factor = 0.25;
+  const int64_t T = 4, heads = 2, Dh = 16;
+  nn::Rope rope(rc, Dh);
+  auto x = randv(T * heads * Dh, 34), c = randv(T * heads * Dh, 35);
+  auto loss = [&] {
+    std::vector<float> y = x;
+    rope_forward(rope, y.data(), T, heads, Dh, 2);
+    return dot(y, c);
+  };
+  std::vector<float> dx = c;
+  rope_backward(rope, dx.data(), T, heads, Dh, 2);
+  EXPECT_LT(fd_error(x, loss, dx), kFdTol);
+  EXPECT_EQ(dx[3], c[3]);  // pair 3 of 8 does not rotate
 }
 
 TEST(TrainOps, AttentionCausalGqaPadded) {
@@ -312,6 +365,157 @@ TEST(TrainGolden, LlamaSftLoraAdamW) {
                         "lora.adamw.", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen", "dpo.rejected", "dpo.grad.",
                         "grpo.loss", "grpo.advantages", "grpo.per_token", "grpo.entropies", "grpo.coef_1",
                         "grpo.grad."});
+}
+
+TEST(TrainGolden, Gemma4TextSftLoraDpoGrpo) {
+  // PLE, q/k/v norms, sliding and global layers with their own head sizes, KV sharing (the shared
+  // layers' K/V gradient reaches the source layer), double-wide MLP, layer scalars, soft-capping,
+  // tied embeddings.
+  const std::string dir = train_case("gemma4_text");
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  Context ctx(2);
+  TrainDumpOptions o;
+  o.model = dir;
+  o.lora_dir = dir + "/lora_adapter";
+  o.adamw_steps = 3;
+  std::vector<NamedTensor> ours, adamw;
+  for (NamedTensor& t : train_dump(ctx, o, *golden))
+    (t.name.rfind("lora.adamw.final.", 0) == 0 ? adamw : ours).push_back(std::move(t));
+  check_against_golden(ours, *golden,
+                       {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
+                        "lora.adamw.losses_before_step", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen",
+                        "dpo.rejected", "dpo.grad.", "grpo.loss", "grpo.advantages", "grpo.per_token",
+                        "grpo.entropies", "grpo.coef_1", "grpo.grad."});
+  // AdamW after 3 steps. Adam moves every element by about lr per step whatever its gradient's
+  // size, so an element whose gradient is float32 noise takes the noise's direction. With attention
+  // scale 1 on normalised q/k (scores up to ~Dh), this model's gradients carry ~1e-5 relative
+  // float32 noise in torch and here alike (our own scalar vs AVX-512 kernels differ by as much), so
+  // elements whose first-step gradient is below 1e-4 of their tensor's largest are held to 1e-3
+  // (they still may not drift: that is about lr / max|w|); every other element to 1e-4.
+  ASSERT_EQ(adamw.size(), 72u);  // 36 adapted modules, A and B
+  double worst = 0, worst_noisy = 0;
+  int noisy = 0;
+  for (const NamedTensor& t : adamw) {
+    const std::string name = t.name.substr(std::string("lora.adamw.final.").size());
+    const TensorRef* g = golden->find(t.name);
+    const TensorRef* g1 = golden->find("lora.grad." + name);
+    ASSERT_TRUE(g && g1) << t.name;
+    const std::vector<float> ref = test::as_f32(*g), grad1 = test::as_f32(*g1);
+    ASSERT_EQ(ref.size(), t.data.size());
+    double ref_max = 0, grad_max = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      ref_max = std::max(ref_max, (double)std::fabs(ref[i]));
+      grad_max = std::max(grad_max, (double)std::fabs(grad1[i]));
+    }
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double e = std::fabs(t.data[i] - ref[i]) / ref_max;
+      if (std::fabs(grad1[i]) < 1e-4 * grad_max) {
+        ++noisy;
+        worst_noisy = std::max(worst_noisy, e);
+        EXPECT_LE(e, 1e-3) << t.name << "[" << i << "] (first-step gradient " << grad1[i] << ")";
+      } else {
+        worst = std::max(worst, e);
+        EXPECT_LE(e, 1e-4) << t.name << "[" << i << "]";
+      }
+    }
+  }
+  std::printf("  %-32s max rel error %.3g (%d noise-level elements: %.3g)\n", "lora.adamw.final.", worst, noisy,
+              worst_noisy);
+}
+
+TEST(TrainGolden, Gemma4TextKEqVAgainstInferenceAndFiniteDifferences) {
+  // attention_k_eq_v (the 31B / 26B-A4B global layers: no v_proj, V is the raw k_proj output before
+  // k_norm) has no training golden: the gemma4_text case with it switched on. Its logits must be the
+  // inference forward's, and the gradient of layer 2's k_proj (a global layer whose K and V also
+  // serve the KV-shared layer 5) must match central differences of sum(logits * c).
+  const std::string dir = train_case("gemma4_text");
+  const std::string tmp = testing::TempDir() + "/edgevl_gemma4_k_eq_v";
+  std::filesystem::create_directories(tmp);
+  std::ifstream in(dir + "/config.json");
+  std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string from = "\"attention_k_eq_v\": false";
+  ASSERT_NE(config.find(from), std::string::npos);
+  config.replace(config.find(from), from.size(), "\"attention_k_eq_v\": true");
+  std::ofstream(tmp + "/config.json") << config;
+  auto base = safetensors::File::open(dir + "/model.safetensors");
+  const std::string target = "model.layers.2.self_attn.k_proj.weight";
+  auto write_model = [&](int64_t idx, float delta) {
+    safetensors::Writer w;
+    for (const TensorRef& t : base->tensors()) {
+      std::vector<float> v = test::as_f32(t);
+      if (t.name == target) v[idx] += delta;
+      w.add_f32(t.name, t.shape, v);
+    }
+    w.write(tmp + "/model.safetensors");
+  };
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  const Batch b = read_batch(*golden);
+  Context ctx(2);
+  write_model(0, 0.0f);
+
+  auto m = open_trainable(tmp);
+  m->forward(ctx, b);
+  const int64_t V = m->logits().dim(-1);
+  auto inference = load_model(tmp);
+  for (int64_t i = 0; i < b.B; ++i) {
+    if (std::count(b.attention_mask.begin() + i * b.T, b.attention_mask.begin() + (i + 1) * b.T, 1) != b.T) continue;
+    nn::KvCache cache = inference->new_cache(b.T);
+    const std::vector<int32_t> tokens(b.input_ids.begin() + i * b.T, b.input_ids.begin() + (i + 1) * b.T);
+    ForwardRequest req;
+    req.tokens = tokens;
+    req.all_logits = true;
+    Tensor logits;
+    inference->forward(ctx, cache, req, logits);
+    EXPECT_LE(test::rel_error(logits.data(), m->logits().data() + i * b.T * V, b.T * V), 1e-5) << "row " << i;
+  }
+
+  const std::vector<float> c = randv(b.B * b.T * V, 39);
+  auto loss = [&](TrainableLM& model) {
+    model.forward(ctx, b);
+    return dot(model.logits().vec(), c);
+  };
+  m->enable_base_grads();
+  loss(*m);
+  Tensor dl({b.B * b.T, V});
+  std::copy(c.begin(), c.end(), dl.data());
+  m->backward(ctx, dl);
+  std::vector<float> g;
+  for (const auto& p : m->base_params())
+    if (p->name == target) g = p->grad;
+  ASSERT_FALSE(g.empty());
+  EXPECT_EQ(m->linear_modules().count("model.layers.2.self_attn.v_proj"), 0u);
+  // The largest few entries, against differences of a freshly loaded perturbed checkpoint.
+  std::vector<int64_t> order(g.size());
+  for (size_t i = 0; i < g.size(); ++i) order[i] = (int64_t)i;
+  std::partial_sort(order.begin(), order.begin() + 4, order.end(),
+                    [&](int64_t x, int64_t y) { return std::fabs(g[x]) > std::fabs(g[y]); });
+  const float h = 1e-3f;
+  for (int k = 0; k < 4; ++k) {
+    const int64_t i = order[k];
+    write_model(i, h);
+    const double lp = loss(*open_trainable(tmp));
+    write_model(i, -h);
+    const double lm = loss(*open_trainable(tmp));
+    EXPECT_NEAR((lp - lm) / (2.0 * h), g[i], 1e-2 * std::fabs(g[order[0]])) << target << "[" << i << "]";
+  }
+}
+
+TEST(TrainOps, GatedActForwardIsTheFunctionTheBackwardDifferentiates) {
+  for (ops::Activation act : {ops::Activation::Silu, ops::Activation::GeluTanh, ops::Activation::Gelu}) {
+    const int64_t n = 40;
+    auto g = randv(n, 36, -6, 6), u = randv(n, 37), c = randv(n, 38);
+    std::vector<float> y(n), y_fast(n), dg(n, 0.0f), du(n, 0.0f);
+    auto loss = [&] {
+      gated_act_forward(act, g.data(), u.data(), y.data(), n);
+      return dot(y, c);
+    };
+    loss();
+    ops::gated_act(act, g.data(), u.data(), y_fast.data(), n);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], y_fast[i], 1e-5) << (int)act;
+    gated_act_backward(act, g.data(), u.data(), c.data(), dg.data(), du.data(), n);
+    EXPECT_LT(fd_error(g, loss, dg, 1e-3f), kFdTol) << (int)act;
+    EXPECT_LT(fd_error(u, loss, du, 1e-3f), kFdTol) << (int)act;
+  }
 }
 
 TEST(TrainGolden, LlamaAdapterLoadsAsInitialized) {

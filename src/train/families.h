@@ -8,5 +8,6 @@
 namespace edgevl::train {
 
 std::unique_ptr<TrainableLM> make_llama_trainable(std::unique_ptr<ModelSource> src);
+std::unique_ptr<TrainableLM> make_gemma4_text_trainable(std::unique_ptr<ModelSource> src);
 
 }  // namespace edgevl::train

@@ -169,36 +169,62 @@ void attention_backward(const nn::AttentionShape& a, const float* dout, const fl
     }
 }
 
+namespace {
+// act(g) and act'(g), in double.
+void act_and_slope(ops::Activation act, double g, double& f, double& df) {
+  switch (act) {
+    case ops::Activation::Silu: {
+      const double s = 1.0 / (1.0 + std::exp(-g));
+      f = g * s;
+      df = s * (1.0 + g * (1.0 - s));
+      return;
+    }
+    case ops::Activation::GeluTanh: {
+      const double k = 0.7978845608028654, c = 0.044715;
+      const double th = std::tanh(k * (g + c * g * g * g));
+      f = 0.5 * g * (1.0 + th);
+      df = 0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * k * (1.0 + 3.0 * c * g * g);
+      return;
+    }
+    case ops::Activation::Gelu: {
+      const double cdf = 0.5 * (1.0 + std::erf(g * 0.7071067811865476));
+      f = g * cdf;
+      df = cdf + g * 0.3989422804014327 * std::exp(-0.5 * g * g);
+      return;
+    }
+    default:
+      fail("train: unsupported activation");
+  }
+}
+}  // namespace
+
+void gated_act_forward(ops::Activation act, const float* gate, const float* up, float* out, int64_t n) {
+  double f, df;
+  for (int64_t i = 0; i < n; ++i) {
+    act_and_slope(act, gate[i], f, df);
+    out[i] = (float)(f * up[i]);
+  }
+}
+
 void gated_act_backward(ops::Activation act, const float* gate, const float* up, const float* dout, float* dgate,
                         float* dup, int64_t n) {
+  double f, df;
   for (int64_t i = 0; i < n; ++i) {
-    const double g = gate[i];
-    double f, df;  // act(g) and act'(g)
-    switch (act) {
-      case ops::Activation::Silu: {
-        const double s = 1.0 / (1.0 + std::exp(-g));
-        f = g * s;
-        df = s * (1.0 + g * (1.0 - s));
-        break;
-      }
-      case ops::Activation::GeluTanh: {
-        const double k = 0.7978845608028654, c = 0.044715;
-        const double th = std::tanh(k * (g + c * g * g * g));
-        f = 0.5 * g * (1.0 + th);
-        df = 0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * k * (1.0 + 3.0 * c * g * g);
-        break;
-      }
-      case ops::Activation::Gelu: {
-        const double cdf = 0.5 * (1.0 + std::erf(g * 0.7071067811865476));
-        f = g * cdf;
-        df = cdf + g * 0.3989422804014327 * std::exp(-0.5 * g * g);
-        break;
-      }
-      default:
-        fail("train: unsupported activation");
-    }
+    act_and_slope(act, gate[i], f, df);
     dgate[i] += (float)(dout[i] * up[i] * df);
     dup[i] += (float)(dout[i] * f);
+  }
+}
+
+void softcap_forward(float* x, float cap, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = (float)(cap * std::tanh((double)x[i] / cap));
+}
+
+// d/dx cap·tanh(x/cap) = 1 - tanh² = 1 - (y/cap)².
+void softcap_backward(const float* y, float cap, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double t = (double)y[i] / cap;
+    dx[i] += (float)(dy[i] * (1.0 - t * t));
   }
 }
 

@@ -55,9 +55,17 @@ void attention_backward(const nn::AttentionShape& a, const float* dout, const fl
                         float* dk, float* dv);
 
 // --- gated activation (SwiGLU / GeGLU middle: out = act(gate) * up) ----------------------------
-// Forward is ops::gated_act.
+// Forward: ops::gated_act (inference, fast tanh/exp) or gated_act_forward (the exact function the
+// backward differentiates: GELU-tanh's fast tanh loses relative precision where 1 + tanh is small).
+void gated_act_forward(ops::Activation act, const float* gate, const float* up, float* out, int64_t n);
 void gated_act_backward(ops::Activation act, const float* gate, const float* up, const float* dout, float* dgate,
                         float* dup, int64_t n);
+
+// --- final logit soft-capping (Gemma 2/4: y = cap * tanh(x / cap)) -----------------------------
+// In place, with the exact tanh (ops::softcap uses a fast approximation meant for inference).
+void softcap_forward(float* x, float cap, int64_t n);
+// From the capped output y: dx += dy * (1 - (y / cap)²).
+void softcap_backward(const float* y, float cap, const float* dy, float* dx, int64_t n);
 
 // --- log-probabilities of target tokens (TRL's selective_log_softmax; cross-entropy is -mean) --
 inline constexpr int64_t kIgnoreIndex = -100;

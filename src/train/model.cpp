@@ -52,7 +52,8 @@ std::unique_ptr<TrainableLM> open_trainable(const std::string& path) {
   auto src = ModelSource::open(path);
   const std::string arch = src->architecture();
   if (arch == "llama") return make_llama_trainable(std::move(src));
-  fail(path, ": no training forward for architecture '", arch, "' yet (supported: llama)");
+  if (arch == "gemma4_text" || (arch == "gemma4" && src->is_gguf())) return make_gemma4_text_trainable(std::move(src));
+  fail(path, ": no training forward for architecture '", arch, "' yet (supported: llama, gemma4_text)");
 }
 
 std::vector<int64_t> shifted_targets(const Batch& b) {
