@@ -40,24 +40,59 @@ void rms_norm_backward(const float* dy, const float* x, const float* w, const fl
   }
 }
 
+namespace {
+
+// dx = dy · W is the one product of training whose weight is not transposed, so the inference
+// kernels do not compute it. Blocked here: W is dequantized kOBlock rows at a time into tiles of
+// kTile columns (zero-padded), and each tile meets the dy rows kRows at a time with the
+// accumulators in registers; the compiler vectorises the fixed-size inner loops per ISA.
+constexpr int64_t kTile = 64, kRows = 4, kOBlock = 64;
+
+template <int NR>
+[[gnu::always_inline]] inline void nn_block(const float* dy, int64_t ldy, const float* tile, int64_t ob, float* dx,
+                                            int64_t ldx, int64_t width) {
+  float acc[NR][kTile] = {};
+  for (int64_t o = 0; o < ob; ++o) {
+    const float* wr = tile + o * kTile;
+    for (int r = 0; r < NR; ++r) {
+      const float g = dy[r * ldy + o];
+      for (int64_t i = 0; i < kTile; ++i) acc[r][i] += g * wr[i];
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int64_t i = 0; i < width; ++i) dx[r * ldx + i] += acc[r][i];
+}
+
+#if defined(__x86_64__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void nn_tiles(const float* dy, int64_t ldy, const float* tiles, int64_t n_tiles, int64_t ob, int64_t rows, float* dx,
+              int64_t I) {
+  for (int64_t c = 0; c < n_tiles; ++c) {
+    const float* tile = tiles + c * ob * kTile;
+    const int64_t width = std::min(kTile, I - c * kTile);
+    int64_t t = 0;
+    for (; t + kRows <= rows; t += kRows) nn_block<kRows>(dy + t * ldy, ldy, tile, ob, dx + t * I + c * kTile, I, width);
+    for (; t < rows; ++t) nn_block<1>(dy + t * ldy, ldy, tile, ob, dx + t * I + c * kTile, I, width);
+  }
+}
+
+}  // namespace
+
 void linear_backward_input(Context& ctx, const WeightRef& w, const float* dy, int64_t rows, float* dx) {
-  const int64_t O = w.rows(), I = w.cols();
-  // Split over rows of dx; each task walks W once (dequantizing a row at a time when not F32).
-  ctx.pool.parallel_for(rows, 4, [&](int64_t b, int64_t e) {
-    std::vector<float> wrow(w.dtype == DType::F32 ? 0 : I);
-    for (int64_t o = 0; o < O; ++o) {
-      const uint8_t* src = static_cast<const uint8_t*>(w.data) + o * w.row_bytes;
-      const float* wr;
-      if (w.dtype == DType::F32) {
-        wr = reinterpret_cast<const float*>(src);
-      } else {
-        dequantize_row(w.dtype, src, wrow.data(), I);
-        wr = wrow.data();
+  const int64_t O = w.rows(), I = w.cols(), n_tiles = (I + kTile - 1) / kTile;
+  // Rows of dx split across the workers; each walks W once.
+  ctx.pool.parallel_for(rows, kRows, [&](int64_t b, int64_t e) {
+    std::vector<float> row(I), tiles(n_tiles * kOBlock * kTile, 0.0f);
+    for (int64_t o0 = 0; o0 < O; o0 += kOBlock) {
+      const int64_t ob = std::min(kOBlock, O - o0);
+      for (int64_t o = 0; o < ob; ++o) {
+        dequantize_row(w.dtype, static_cast<const uint8_t*>(w.data) + (o0 + o) * w.row_bytes, row.data(), I);
+        for (int64_t c = 0; c < n_tiles; ++c)
+          std::copy(row.begin() + c * kTile, row.begin() + std::min(I, (c + 1) * kTile),
+                    tiles.begin() + (c * ob + o) * kTile);
       }
-      for (int64_t t = b; t < e; ++t) {
-        const float g = dy[t * O + o];
-        if (g != 0.0f) ops::add_scaled(dx + t * I, wr, g, I);
-      }
+      nn_tiles(dy + b * O + o0, O, tiles.data(), n_tiles, ob, e - b, dx + b * I, I);
     }
   });
 }
