@@ -435,6 +435,7 @@ void Trainer::run() {
   const int64_t save_every = o_.save_every > 0 ? o_.save_every : std::max<int64_t>(1, micro_per_epoch_ / o_.grad_accum);
   const int64_t eval_every = o_.eval_every > 0 ? o_.eval_every : save_every;
   for (int64_t step = start; step < total_; ++step) {
+    const auto step_t0 = std::chrono::steady_clock::now();
     const StepStats st = train_step(step);
     // Clip the global gradient norm (torch.nn.utils.clip_grad_norm_), then step AdamW.
     double sq = 0;
@@ -459,7 +460,12 @@ void Trainer::run() {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t done = step + 1 - start;
     const double eta = elapsed / (double)done * (double)(total_ - step - 1);
-    nlohmann::json rec = {{"step", step + 1}, {"loss", st.loss}, {"lr", lr}, {"grad_norm", norm},
+    nlohmann::json rec = {{"step", step + 1},
+                          {"loss", st.loss},
+                          {"lr", lr},
+                          {"grad_norm", norm},
+                          {"tokens", st.tokens},
+                          {"step_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count()},
                           {"tokens_per_second", tokens / std::max(elapsed, 1e-9)}};
     if (o_.method == Method::Dpo) rec["reward_accuracy"] = st.accuracy;
     if (o_.method == Method::Grpo) {
