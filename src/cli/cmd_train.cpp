@@ -54,7 +54,9 @@ void add_method(CLI::App& parent, train::Method method, const char* name, const 
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file instead of the model's");
   cmd->add_option("-r,--lora-r", o->lora.r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", o->lora.alpha, "LoRA alpha (scaling alpha / r)")->capture_default_str();
-  cmd->add_option("--lora-dropout", o->lora.dropout, "LoRA dropout (only 0 is implemented)")->capture_default_str();
+  cmd->add_option("--lora-dropout", o->lora.dropout, "LoRA dropout on the adapters' input (training only)")
+      ->check(CLI::Range(0.0, 0.95))
+      ->capture_default_str();
   cmd->add_option("--target-modules", *targets, "Comma-separated module names the adapters go on")->capture_default_str();
   cmd->add_flag("--no-progress", [o](int64_t) { o->progress = false; }, "No live progress line");
   add_thread_option(cmd, o->threads);

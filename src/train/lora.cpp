@@ -76,6 +76,14 @@ LoraPair* LoraSet::find(const std::string& module) {
   return it == pairs.end() ? nullptr : &it->second;
 }
 
+void LoraSet::set_mode(bool training, uint64_t seed) {
+  uint64_t i = 0;
+  for (auto& [_, p] : pairs) {
+    p.training = training;
+    p.dropout_seed = seed * 0x9E3779B97F4A7C15ull + ++i;
+  }
+}
+
 void LoraSet::zero_grad() {
   for (auto& [_, p] : pairs) {
     std::fill(p.dA.begin(), p.dA.end(), 0.0f);
@@ -109,6 +117,7 @@ LoraSet LoraSet::load_peft(const std::string& adapter_dir,
     p.in = io.first;
     p.out = io.second;
     p.scaling = (float)s.config.scaling();
+    p.dropout = (float)s.config.dropout;
     auto read = [&](char which, int64_t rows, int64_t cols, std::vector<float>& dst) {
       const std::string name = peft_name(p.module, which);
       const TensorRef* t = file->find(name);
@@ -136,6 +145,7 @@ LoraSet LoraSet::load_peft(const std::string& adapter_dir,
 LoraSet LoraSet::create(const LoraConfig& config, const std::map<std::string, std::pair<int64_t, int64_t>>& modules,
                         uint64_t seed) {
   EV_CHECK(config.r > 0, "lora: rank must be positive");
+  EV_CHECK(config.dropout >= 0 && config.dropout < 1, "lora: dropout must be in [0, 1)");
   LoraSet s;
   s.config = config;
   std::mt19937_64 rng(seed);
@@ -147,6 +157,7 @@ LoraSet LoraSet::create(const LoraConfig& config, const std::map<std::string, st
     p.in = io.first;
     p.out = io.second;
     p.scaling = (float)config.scaling();
+    p.dropout = (float)config.dropout;
     // kaiming_uniform_(a=sqrt(5)): gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) = 1/sqrt(in).
     std::uniform_real_distribution<float> u(-1.0f / std::sqrt((float)p.in), 1.0f / std::sqrt((float)p.in));
     p.A.resize(p.r * p.in);

@@ -34,6 +34,9 @@ struct LoraPair {
   std::string module;  // HF module name, "model.layers.0.self_attn.q_proj"
   int64_t r = 0, in = 0, out = 0;
   float scaling = 1.0f;
+  float dropout = 0.0f;       // PEFT's lora_dropout on the adapter's input, in training only
+  bool training = true;
+  uint64_t dropout_seed = 0;  // the dropout masks of a forward are a function of this
   std::vector<float> A, B;    // [r, in], [out, r]
   std::vector<float> dA, dB;  // gradients, same shapes
 
@@ -52,6 +55,9 @@ class LoraSet {
   // The adapter of `module`, or null.
   LoraPair* find(const std::string& module);
   void zero_grad();
+  // Training mode (dropout on) or evaluation; `seed` fixes the dropout masks of the next forwards
+  // (the trainers pass one per micro-batch, so a resumed run draws the same masks).
+  void set_mode(bool training, uint64_t seed = 0);
   int64_t num_parameters() const;
 
   // Reads a PEFT folder. `expected` (module -> {in, out}) lists the linears of the model the

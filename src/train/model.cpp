@@ -8,18 +8,48 @@
 
 namespace edgevl::train {
 
+namespace {
+// splitmix64: the dropout masks' generator (a counter hash, so masks are a function of the seed).
+uint64_t splitmix64(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
 void TrainLinear::forward(Context& ctx, const float* x, int64_t rows, float* y) {
   ops::linear(ctx, *w, x, rows, y, bias ? bias->f32() : nullptr);
-  if (lora) {
-    lora_u.resize(rows * lora->r);
-    lora->forward(ctx, x, rows, lora_u.data(), y);
+  if (!lora) return;
+  lora_u.resize(rows * lora->r);
+  lora_keep.clear();
+  lora_x.clear();
+  if (lora->dropout > 0 && lora->training) {
+    // Inverted dropout (torch.nn.Dropout) on the adapter's input: keep with probability 1 - p,
+    // scaled by 1 / (1 - p).
+    const int64_t n = rows * in();
+    const float keep = 1.0f - lora->dropout;
+    lora_keep.resize(n);
+    lora_x.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const float u = (float)(splitmix64(lora->dropout_seed) >> 40) * (1.0f / 16777216.0f);
+      lora_keep[i] = u < keep ? 1.0f / keep : 0.0f;
+      lora_x[i] = x[i] * lora_keep[i];
+    }
+    x = lora_x.data();
   }
+  lora->forward(ctx, x, rows, lora_u.data(), y);
 }
 
 void TrainLinear::backward(Context& ctx, const float* x, const float* dy, int64_t rows, float* dx) {
   if (gw) linear_backward_weight(ctx, dy, x, rows, out(), in(), gw->grad.data());
   if (gb) linear_bias_backward(dy, rows, out(), gb->grad.data());
-  if (lora) lora->backward(ctx, x, lora_u.data(), dy, rows, dx);
+  if (lora && lora_keep.empty()) lora->backward(ctx, x, lora_u.data(), dy, rows, dx);
+  if (lora && !lora_keep.empty()) {
+    std::vector<float> dxl(dx ? rows * in() : 0, 0.0f);
+    lora->backward(ctx, lora_x.data(), lora_u.data(), dy, rows, dx ? dxl.data() : nullptr);
+    for (size_t i = 0; i < dxl.size(); ++i) dx[i] += dxl[i] * lora_keep[i];
+  }
   if (dx) linear_backward_input(ctx, *w, dy, rows, dx);
 }
 

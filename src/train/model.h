@@ -43,7 +43,9 @@ struct TrainLinear {
   BaseParam* gw = nullptr;          // null: frozen
   BaseParam* gb = nullptr;
   LoraPair* lora = nullptr;
-  std::vector<float> lora_u;  // x·Aᵀ of the last forward
+  std::vector<float> lora_u;     // x·Aᵀ of the last forward (x after dropout)
+  std::vector<float> lora_keep;  // with dropout: the mask / (1 - p) applied to x, else empty
+  std::vector<float> lora_x;     // with dropout: x · lora_keep
 
   int64_t in() const { return w->cols(); }
   int64_t out() const { return w->rows(); }

@@ -58,7 +58,6 @@ class Trainer {
     EV_CHECK(!o_.out.empty(), "train: give --out DIR");
     EV_CHECK(o_.batch_size > 0 && o_.grad_accum > 0 && o_.epochs > 0, "train: batch size, accumulation and epochs must be positive");
     EV_CHECK(o_.eval_split >= 0 && o_.eval_split < 1, "train: --eval-split must be in [0, 1)");
-    EV_CHECK(o_.lora.dropout == 0, "train: LoRA dropout is not implemented yet (use --lora-dropout 0)");
     model_ = open_trainable(o_.model);
     tokenizer_ = load_tokenizer_for(o_.model);
     EV_CHECK(tokenizer_, o_.model, ": no tokenizer (tokenizer.json or a GGUF vocabulary) to read the data with");
@@ -87,6 +86,8 @@ class Trainer {
   void run();
 
  private:
+  // Training mode with the dropout masks of micro-batch k (the same after --resume).
+  void train_mode(int64_t k) { lora_.set_mode(true, o_.seed * 0x2545F4914F6CDD1Dull + (uint64_t)k); }
   void load_data();
   // Rows of micro-batch k (k counts micro-batches from the start of training): epoch k / per
   // epoch, in a permutation seeded by the seed and the epoch.
@@ -217,7 +218,9 @@ StepStats Trainer::train_step(int64_t step) {
         for (int64_t t : shifted_targets(batches.back())) items += t != kIgnoreIndex;
       }
       // transformers normalises by the label tokens of the whole accumulated batch.
-      for (const Batch& b : batches) {
+      for (size_t j = 0; j < batches.size(); ++j) {
+        const Batch& b = batches[j];
+        train_mode(step * o_.grad_accum + (int64_t)j);
         st.loss += sft_step(ctx_, *model_, b, std::max<int64_t>(items, 1));
         st.tokens += (double)std::count(b.attention_mask.begin(), b.attention_mask.end(), 1);
       }
@@ -228,6 +231,7 @@ StepStats Trainer::train_step(int64_t step) {
         std::vector<const PreferenceExample*> rows;
         for (size_t i : micro_rows(step * o_.grad_accum + j)) rows.push_back(&pref_train_[i]);
         const PreferenceBatch b = collate_preference(rows);
+        train_mode(step * o_.grad_accum + j);
         const DpoStepResult r = dpo_step(ctx_, *model_, lora_, b, o_.dpo_beta, scale);
         st.loss += r.dpo.loss * scale;
         for (size_t i = 0; i < r.dpo.chosen_rewards.size(); ++i)
@@ -286,7 +290,9 @@ StepStats Trainer::train_step(int64_t step) {
         st.tokens += (double)std::count(g.prompt_mask.begin(), g.prompt_mask.end(), 1) + items;
         batches.push_back(std::move(g));
       }
-      for (GrpoBatch& g : batches) {
+      for (size_t j = 0; j < batches.size(); ++j) {
+        GrpoBatch& g = batches[j];
+        train_mode(step * o_.grad_accum + (int64_t)j);
         g.num_items = items;
         st.loss += grpo_step(ctx_, *model_, lora_, g, o_.grpo).grpo.loss;
       }
@@ -300,6 +306,7 @@ StepStats Trainer::train_step(int64_t step) {
 
 std::map<std::string, double> Trainer::evaluate() {
   std::map<std::string, double> m;
+  lora_.set_mode(false);  // no dropout
   switch (o_.method) {
     case Method::Sft: {
       if (sft_eval_.empty()) break;
