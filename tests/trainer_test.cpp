@@ -25,6 +25,7 @@
 #include "train/grad_ops.h"
 #include "train/lora.h"
 #include "train/merge.h"
+#include "train/steps.h"
 #include "train/train_dump.h"
 #include "trainers/rewards.h"
 #include "trainers/trainer.h"
@@ -310,6 +311,32 @@ TEST(TrainerLora, DropoutMasksTheAdapterInputAndItsGradient) {
   set.pairs.emplace("m", p);
   set.set_mode(false);
   EXPECT_FALSE(set.pairs.at("m").training);
+}
+
+TEST(TrainerLora, RecomputeGivesTheSameGradients) {
+  // Activation checkpointing recomputes each layer in the backward, dropout masks included: the
+  // gradients are bit-identical to keeping every activation.
+  const std::string dir = test::shared_dir() + "/golden/hf/train/llama";
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  const Batch b = read_batch(*golden);
+  Context ctx(2);
+  std::vector<std::vector<float>> grads[2];
+  for (int recompute = 0; recompute < 2; ++recompute) {
+    auto m = open_trainable(dir);
+    m->set_recompute(recompute == 1);
+    LoraSet lora = LoraSet::load_peft(dir + "/lora_adapter", m->linear_modules());
+    for (auto& [_, p] : lora.pairs) p.dropout = 0.2f;
+    lora.set_mode(true, 11);
+    m->attach_lora(&lora);
+    sft_step(ctx, *m, b);
+    for (auto& [_, p] : lora.pairs) {
+      grads[recompute].push_back(p.dA);
+      grads[recompute].push_back(p.dB);
+    }
+  }
+  ASSERT_EQ(grads[0].size(), 28u);
+  EXPECT_EQ(grads[0], grads[1]);
+  EXPECT_THROW(open_trainable(test::shared_dir() + "/golden/hf/train/gemma4_text")->set_recompute(true), Error);
 }
 
 TEST(TrainerData, PromptCompletionMasksTheCompletionAndEos) {

@@ -26,6 +26,8 @@ void add_method(CLI::App& parent, train::Method method, const char* name, const 
   cmd->add_option("--data", o->data, "Training data, JSONL in TRL's format (see below)")->required();
   cmd->add_option("--out", o->out, "Output folder: the adapter (PEFT layout), checkpoint-N/, log.jsonl")->required();
   cmd->add_flag("--resume", o->resume, "Continue from the newest checkpoint in --out (same options required)");
+  cmd->add_flag("--recompute", o->recompute,
+                "Activation checkpointing: keep each layer's input only, recompute the rest in the backward");
   cmd->add_option("--eval-data", o->eval_data, "Held-out JSONL (default: --eval-split of --data)");
   cmd->add_option("--eval-split", o->eval_split, "Fraction of --data held out for evaluation")->capture_default_str();
   cmd->add_option("--eval-every", o->eval_every, "Evaluate every N steps (0: at each save)")->capture_default_str();

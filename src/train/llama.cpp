@@ -20,6 +20,12 @@ enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kNumProj };
 struct LayerActs {
   Tensor x_in, xn1, q, k, v, probs, att, x_mid, xn2, gate, up, act;
   std::vector<float> rstd1, rstd2;
+  // Activation checkpointing: keep the layer's input only; the backward recomputes the rest.
+  void drop_all_but_input() {
+    for (Tensor* t : {&xn1, &q, &k, &v, &probs, &att, &x_mid, &xn2, &gate, &up, &act}) *t = Tensor();
+    rstd1 = {};
+    rstd2 = {};
+  }
 };
 
 TrainLinear linear(std::string module, const WeightRef* w, const WeightRef* bias) {
@@ -90,8 +96,11 @@ class LlamaTrain final : public TrainableLM {
 
   void forward(Context& ctx, const Batch& b) override;
   void backward(Context& ctx, const Tensor& dlogits) override;
+  void set_recompute(bool on) override { recompute_ = on; }
 
  private:
+  void layer_forward(Context& ctx, int64_t l, Tensor& x);
+
   void on_enable_base_grads() override {
     // In the checkpoint's order: embedding, then each layer as HF lists it, final norm, head.
     grad_of(w_.embed);
@@ -115,6 +124,7 @@ class LlamaTrain final : public TrainableLM {
   // The last forward's batch and activations.
   Batch batch_;
   std::vector<LayerActs> acts_;
+  bool recompute_ = false;
   Tensor x_final_, xn_final_;
   std::vector<float> rstd_final_;
 };
@@ -122,52 +132,17 @@ class LlamaTrain final : public TrainableLM {
 // HF LlamaModel.forward (position_ids = arange(T) per row, the padding mask on keys) + lm_head.
 void LlamaTrain::forward(Context& ctx, const Batch& b) {
   const DecoderConfig& d = cfg_.dec;
-  const int64_t B = b.B, T = b.T, N = B * T, D = d.hidden, F = d.ffn;
-  const int64_t H = d.n_heads, Hkv = d.n_kv_heads, Dh = d.head_dim;
+  const int64_t B = b.B, T = b.T, N = B * T, D = d.hidden;
   EV_CHECK(B > 0 && T > 0 && (int64_t)b.input_ids.size() == N && (int64_t)b.attention_mask.size() == N &&
                (int64_t)b.labels.size() == N,
            "train: batch tensors disagree with its shape [", B, ", ", T, "]");
   batch_ = b;
-  const nn::AttentionShape a = attention_shape(d);
-
-  Tensor x({N, D}), h({N, D});
+  Tensor x({N, D});
   embed_tokens(w_.embed, b.input_ids, x.data());
   for (int64_t l = 0; l < d.n_layers; ++l) {
-    const DecoderLayerWeights& w = w_.layers[l];
-    auto& p = proj_[l];
-    LayerActs& s = acts_[l];
-    s.x_in = x;
-    s.xn1.resize({N, D});
-    s.rstd1.resize(N);
-    rms_norm_forward(x.data(), w.attn_norm.f32(), s.xn1.data(), s.rstd1.data(), N, D, d.rms_eps);
-    s.q.resize({N, H * Dh});
-    s.k.resize({N, Hkv * Dh});
-    s.v.resize({N, Hkv * Dh});
-    p[kQ].forward(ctx, s.xn1.data(), N, s.q.data());
-    p[kK].forward(ctx, s.xn1.data(), N, s.k.data());
-    p[kV].forward(ctx, s.xn1.data(), N, s.v.data());
-    for (int64_t i = 0; i < B; ++i) {
-      rope_forward(rope_, s.q.data() + i * T * H * Dh, T, H, Dh);
-      rope_forward(rope_, s.k.data() + i * T * Hkv * Dh, T, Hkv, Dh);
-    }
-    s.probs.resize({B, H, T, T});
-    s.att.resize({N, H * Dh});
-    attention_forward(a, s.q.data(), s.k.data(), s.v.data(), b.attention_mask.data(), B, T, s.probs.data(),
-                      s.att.data());
-    p[kO].forward(ctx, s.att.data(), N, h.data());
-    ops::add(x.data(), h.data(), N * D);
-    s.x_mid = x;
-    s.xn2.resize({N, D});
-    s.rstd2.resize(N);
-    rms_norm_forward(x.data(), w.ffn_norm.f32(), s.xn2.data(), s.rstd2.data(), N, D, d.rms_eps);
-    s.gate.resize({N, F});
-    s.up.resize({N, F});
-    s.act.resize({N, F});
-    p[kGate].forward(ctx, s.xn2.data(), N, s.gate.data());
-    p[kUp].forward(ctx, s.xn2.data(), N, s.up.data());
-    ops::gated_act(d.act, s.gate.data(), s.up.data(), s.act.data(), N * F);
-    p[kDown].forward(ctx, s.act.data(), N, h.data());
-    ops::add(x.data(), h.data(), N * D);
+    for (TrainLinear& p : proj_[l]) p.mark_dropout_stream();
+    layer_forward(ctx, l, x);
+    if (recompute_) acts_[l].drop_all_but_input();
   }
   x_final_ = x;
   xn_final_.resize({N, D});
@@ -175,6 +150,52 @@ void LlamaTrain::forward(Context& ctx, const Batch& b) {
   rms_norm_forward(x.data(), w_.final_norm.f32(), xn_final_.data(), rstd_final_.data(), N, D, d.rms_eps);
   logits_.resize({N, d.vocab});
   lm_head_.forward(ctx, xn_final_.data(), N, logits_.data());
+}
+
+// One decoder layer on the residual stream x (in: the layer's input, out: its output), keeping
+// the activations its backward reads in acts_[l].
+void LlamaTrain::layer_forward(Context& ctx, int64_t l, Tensor& x) {
+  const DecoderConfig& d = cfg_.dec;
+  const Batch& b = batch_;
+  const int64_t B = b.B, T = b.T, N = B * T, D = d.hidden, F = d.ffn;
+  const int64_t H = d.n_heads, Hkv = d.n_kv_heads, Dh = d.head_dim;
+  const nn::AttentionShape a = attention_shape(d);
+  Tensor h({N, D});
+  const DecoderLayerWeights& w = w_.layers[l];
+  auto& p = proj_[l];
+  LayerActs& s = acts_[l];
+  s.x_in = x;
+  s.xn1.resize({N, D});
+  s.rstd1.resize(N);
+  rms_norm_forward(x.data(), w.attn_norm.f32(), s.xn1.data(), s.rstd1.data(), N, D, d.rms_eps);
+  s.q.resize({N, H * Dh});
+  s.k.resize({N, Hkv * Dh});
+  s.v.resize({N, Hkv * Dh});
+  p[kQ].forward(ctx, s.xn1.data(), N, s.q.data());
+  p[kK].forward(ctx, s.xn1.data(), N, s.k.data());
+  p[kV].forward(ctx, s.xn1.data(), N, s.v.data());
+  for (int64_t i = 0; i < B; ++i) {
+    rope_forward(rope_, s.q.data() + i * T * H * Dh, T, H, Dh);
+    rope_forward(rope_, s.k.data() + i * T * Hkv * Dh, T, Hkv, Dh);
+  }
+  s.probs.resize({B, H, T, T});
+  s.att.resize({N, H * Dh});
+  attention_forward(a, s.q.data(), s.k.data(), s.v.data(), b.attention_mask.data(), B, T, s.probs.data(),
+                    s.att.data());
+  p[kO].forward(ctx, s.att.data(), N, h.data());
+  ops::add(x.data(), h.data(), N * D);
+  s.x_mid = x;
+  s.xn2.resize({N, D});
+  s.rstd2.resize(N);
+  rms_norm_forward(x.data(), w.ffn_norm.f32(), s.xn2.data(), s.rstd2.data(), N, D, d.rms_eps);
+  s.gate.resize({N, F});
+  s.up.resize({N, F});
+  s.act.resize({N, F});
+  p[kGate].forward(ctx, s.xn2.data(), N, s.gate.data());
+  p[kUp].forward(ctx, s.xn2.data(), N, s.up.data());
+  ops::gated_act(d.act, s.gate.data(), s.up.data(), s.act.data(), N * F);
+  p[kDown].forward(ctx, s.act.data(), N, h.data());
+  ops::add(x.data(), h.data(), N * D);
 }
 
 void LlamaTrain::backward(Context& ctx, const Tensor& dlogits) {
@@ -195,6 +216,11 @@ void LlamaTrain::backward(Context& ctx, const Tensor& dlogits) {
   for (int64_t l = d.n_layers - 1; l >= 0; --l) {
     const DecoderLayerWeights& w = w_.layers[l];
     auto& p = proj_[l];
+    if (recompute_) {  // the layer again from its input, with the same dropout masks
+      Tensor x = acts_[l].x_in;
+      for (TrainLinear& q : p) q.rewind_dropout_stream();
+      layer_forward(ctx, l, x);
+    }
     const LayerActs& s = acts_[l];
     // MLP: x_out = x_mid + down(act(gate(xn2)) * up(xn2)), xn2 = norm(x_mid).
     for (Tensor* t : {&dact, &dgate, &dup, &dxn, &datt, &dq, &dk, &dv}) std::fill(t->vec().begin(), t->vec().end(), 0.0f);
@@ -217,6 +243,7 @@ void LlamaTrain::backward(Context& ctx, const Tensor& dlogits) {
     p[kV].backward(ctx, s.xn1.data(), dv.data(), N, dxn.data());
     rms_norm_backward(dxn.data(), s.x_in.data(), w.attn_norm.f32(), s.rstd1.data(), dx.data(), grad(w.attn_norm), N,
                       D);
+    if (recompute_) acts_[l].drop_all_but_input();
   }
   if (base_grads_) embedding_backward(batch_.input_ids.data(), N, dx.data(), param(w_.embed)->grad.data(), D);
 }

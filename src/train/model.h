@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/error.h"
 #include "models/source.h"
 #include "models/weights.h"
 #include "tensor/context.h"
@@ -50,6 +51,15 @@ struct TrainLinear {
   int64_t in() const { return w->cols(); }
   int64_t out() const { return w->rows(); }
   void forward(Context& ctx, const float* x, int64_t rows, float* y);
+  // Activation checkpointing: remember where the adapter's dropout stream stands before a forward,
+  // and go back there to recompute it with the same masks.
+  void mark_dropout_stream() {
+    if (lora) dropout_mark = lora->dropout_seed;
+  }
+  void rewind_dropout_stream() {
+    if (lora) lora->dropout_seed = dropout_mark;
+  }
+  uint64_t dropout_mark = 0;
   // dx (optional) += ∂; weight/bias/LoRA gradients += ∂.
   void backward(Context& ctx, const float* x, const float* dy, int64_t rows, float* dx);
 };
@@ -66,6 +76,11 @@ class TrainableLM {
   virtual void forward(Context& ctx, const Batch& batch) = 0;
   // Backpropagates d loss / d logits [B*T, V] of the last forward, accumulating into the gradients.
   virtual void backward(Context& ctx, const Tensor& dlogits) = 0;
+  // Activation checkpointing: keep only each layer's input through the forward and recompute the
+  // layer in the backward (less memory, about one more forward of time). Error where unsupported.
+  virtual void set_recompute(bool on) {
+    EV_CHECK(!on, "train: this family has no activation checkpointing yet (supported: llama)");
+  }
 
   // Gradients for every base parameter from now on (float32 weights only).
   void enable_base_grads();

@@ -59,6 +59,7 @@ class Trainer {
     EV_CHECK(o_.batch_size > 0 && o_.grad_accum > 0 && o_.epochs > 0, "train: batch size, accumulation and epochs must be positive");
     EV_CHECK(o_.eval_split >= 0 && o_.eval_split < 1, "train: --eval-split must be in [0, 1)");
     model_ = open_trainable(o_.model);
+    model_->set_recompute(o_.recompute);
     tokenizer_ = load_tokenizer_for(o_.model);
     EV_CHECK(tokenizer_, o_.model, ": no tokenizer (tokenizer.json or a GGUF vocabulary) to read the data with");
     std::optional<text::ChatTemplate> tmpl;

@@ -41,6 +41,7 @@ struct TrainOptions {
   int64_t log_every = 1, eval_every = 0, save_every = 0;  // steps; 0 = end of each epoch / run
   int64_t save_total_limit = 2;
   bool resume = false;
+  bool recompute = false;  // activation checkpointing
   int threads = 0;
   bool progress = true;  // the live progress line on stderr
 
