@@ -6,7 +6,7 @@
 #   BASE_TYPE  edgevl's base weights: F32 (as PyTorch) or Q8_0 / Q4_0 / BF16 (QLoRA); default F32
 # Writes the models to ${BENCH_DIR:-/tmp/edgevl-bench}; prints one JSON line per tool and the
 # peak RSS of each run (from /usr/bin/time when installed). SKIP_TORCH=1 runs edgevl only (QLoRA
-# memory: the same run over BF16 / Q8_0 / Q4_0 bases).
+# memory: the same run over BF16 / Q8_0 / Q4_0 bases). EDGEVL_ARGS adds options to edgevl train (--recompute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:-bench/configs/smollm2-135m.json}
@@ -38,7 +38,7 @@ TIME=()
 OUT="$DIR/train_bench_out"
 rm -rf "$OUT"
 "${TIME[@]}" $E train sft -m "$DIR/$name-$TYPE.gguf" --data "$DATA" --out "$OUT" --max-steps $((STEPS + 1)) \
-  -b "$BATCH" --max-length "$SEQ" -r 8 --lora-alpha 16 --save-every 1000000 --no-progress -t "$THREADS" \
+  -b "$BATCH" --max-length "$SEQ" -r 8 --lora-alpha 16 --save-every 1000000 --no-progress -t "$THREADS" ${EDGEVL_ARGS:-} \
   2> "$DIR/train_bench_edgevl.err" || { cat "$DIR/train_bench_edgevl.err"; exit 1; }
 grep "peak RSS" "$DIR/train_bench_edgevl.err" || true
 /usr/bin/python3 -c "
