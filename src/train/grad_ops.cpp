@@ -263,37 +263,51 @@ void softcap_backward(const float* y, float cap, const float* dy, float* dx, int
   }
 }
 
+namespace {
+// Rows [0, N) on the pool's workers, or here.
+template <class Fn>
+void for_rows(ThreadPool* pool, int64_t N, Fn&& fn) {
+  if (pool) pool->parallel_for(N, 1, [&](int64_t b, int64_t e) { fn(b, e); });
+  else fn(0, N);
+}
+}  // namespace
+
 void target_logps_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float* logps,
-                          float* entropies) {
-  for (int64_t r = 0; r < N; ++r) {
-    const float* row = logits + r * V;
-    const bool counted = targets[r] != kIgnoreIndex;
-    EV_CHECK(!counted || (targets[r] >= 0 && targets[r] < V), "log-probabilities: target ", targets[r],
-             " outside the vocabulary (", V, ")");
-    if (!counted && !entropies) {
-      logps[r] = 0.0f;
-      continue;
+                          float* entropies, ThreadPool* pool) {
+  for (int64_t r = 0; r < N; ++r)
+    EV_CHECK(targets[r] == kIgnoreIndex || (targets[r] >= 0 && targets[r] < V), "log-probabilities: target ",
+             targets[r], " outside the vocabulary (", V, ")");
+  for_rows(pool, N, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* row = logits + r * V;
+      const bool counted = targets[r] != kIgnoreIndex;
+      if (!counted && !entropies) {
+        logps[r] = 0.0f;
+        continue;
+      }
+      const float lse = ops::log_sum_exp(row, V);
+      logps[r] = counted ? row[targets[r]] - lse : 0.0f;
+      if (entropies) {  // H = lse - Σ p x
+        double px = 0;
+        for (int64_t j = 0; j < V; ++j) px += std::exp((double)row[j] - lse) * row[j];
+        entropies[r] = (float)(lse - px);
+      }
     }
-    const float lse = ops::log_sum_exp(row, V);
-    logps[r] = counted ? row[targets[r]] - lse : 0.0f;
-    if (entropies) {  // H = lse - Σ p x
-      double px = 0;
-      for (int64_t j = 0; j < V; ++j) px += std::exp((double)row[j] - lse) * row[j];
-      entropies[r] = (float)(lse - px);
-    }
-  }
+  });
 }
 
 // ∂ log p_t / ∂ x_j = [j = t] - softmax_j.
 void target_logps_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, const float* dlogps,
-                           float* dlogits) {
-  for (int64_t r = 0; r < N; ++r) {
-    if (targets[r] == kIgnoreIndex || dlogps[r] == 0.0f) continue;
-    const float* row = logits + r * V;
-    float* d = dlogits + r * V;
-    ops::add_exp_scaled(d, row, ops::log_sum_exp(row, V), -dlogps[r], V);
-    d[targets[r]] += dlogps[r];
-  }
+                           float* dlogits, ThreadPool* pool) {
+  for_rows(pool, N, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      if (targets[r] == kIgnoreIndex || dlogps[r] == 0.0f) continue;
+      const float* row = logits + r * V;
+      float* d = dlogits + r * V;
+      ops::add_exp_scaled(d, row, ops::log_sum_exp(row, V), -dlogps[r], V);
+      d[targets[r]] += dlogps[r];
+    }
+  });
 }
 
 }  // namespace edgevl::train

@@ -71,10 +71,11 @@ void softcap_backward(const float* y, float cap, const float* dy, float* dx, int
 inline constexpr int64_t kIgnoreIndex = -100;
 // logits [N, V]; targets [N] (kIgnoreIndex: not counted, logps 0). logps[r] = log_softmax(row)[t];
 // entropies (optional) [N] = -Σ p log p of every row (counted or not).
+// `pool` (optional) splits the rows across its workers.
 void target_logps_forward(const float* logits, const int64_t* targets, int64_t N, int64_t V, float* logps,
-                          float* entropies = nullptr);
+                          float* entropies = nullptr, ThreadPool* pool = nullptr);
 // dlogits += dlogps[r] * (onehot(t) - softmax(row)) on counted rows.
 void target_logps_backward(const float* logits, const int64_t* targets, int64_t N, int64_t V, const float* dlogps,
-                           float* dlogits);
+                           float* dlogits, ThreadPool* pool = nullptr);
 
 }  // namespace edgevl::train

@@ -8,12 +8,12 @@
 
 namespace edgevl::train {
 
-float causal_lm_loss(const Tensor& logits, const Batch& b, Tensor* dlogits, int64_t num_items) {
+float causal_lm_loss(const Tensor& logits, const Batch& b, Tensor* dlogits, int64_t num_items, ThreadPool* pool) {
   const int64_t N = b.B * b.T, V = logits.dim(-1);
   EV_CHECK(logits.numel() == N * V, "causal-LM loss: logits do not match the batch");
   const std::vector<int64_t> targets = shifted_targets(b);
   std::vector<float> logps(N);
-  target_logps_forward(logits.data(), targets.data(), N, V, logps.data());
+  target_logps_forward(logits.data(), targets.data(), N, V, logps.data(), nullptr, pool);
   int64_t count = 0;
   double sum = 0;
   for (int64_t r = 0; r < N; ++r)
@@ -25,7 +25,7 @@ float causal_lm_loss(const Tensor& logits, const Batch& b, Tensor* dlogits, int6
   if (!count) return 0.0f;
   if (dlogits) {
     std::vector<float> g(N, (float)(-1.0 / divisor));
-    target_logps_backward(logits.data(), targets.data(), N, V, g.data(), dlogits->data());
+    target_logps_backward(logits.data(), targets.data(), N, V, g.data(), dlogits->data(), pool);
   }
   return (float)(-sum / divisor);
 }
@@ -41,12 +41,12 @@ std::vector<int64_t> next_token_targets(const std::vector<int32_t>& ids, const s
 }
 
 std::vector<float> token_logps(const Tensor& logits, const std::vector<int64_t>& targets,
-                               std::vector<float>* entropies) {
+                               std::vector<float>* entropies, ThreadPool* pool) {
   const int64_t N = (int64_t)targets.size(), V = logits.dim(-1);
   EV_CHECK(logits.numel() == N * V, "token log-probabilities: logits do not match the targets");
   std::vector<float> out(N);
   if (entropies) entropies->assign(N, 0.0f);
-  target_logps_forward(logits.data(), targets.data(), N, V, out.data(), entropies ? entropies->data() : nullptr);
+  target_logps_forward(logits.data(), targets.data(), N, V, out.data(), entropies ? entropies->data() : nullptr, pool);
   return out;
 }
 

@@ -13,8 +13,9 @@ namespace edgevl::train {
 
 // transformers' ForCausalLMLoss: labels shifted left by one, -Σ log p(label) over labels != -100,
 // divided by `num_items` (num_items_in_batch) or, when 0, by the number of counted labels.
-// dlogits (optional, [B*T, V]) += ∂loss/∂logits.
-float causal_lm_loss(const Tensor& logits, const Batch& b, Tensor* dlogits, int64_t num_items = 0);
+// dlogits (optional, [B*T, V]) += ∂loss/∂logits. `pool` (optional) splits the rows.
+float causal_lm_loss(const Tensor& logits, const Batch& b, Tensor* dlogits, int64_t num_items = 0,
+                     ThreadPool* pool = nullptr);
 
 // Next-token targets under a mask: targets[b, t] = ids[b, t+1] where mask[b, t+1] != 0, else
 // kIgnoreIndex (and at t = T-1). TRL's `input_ids[:, 1:]` with `completion_mask[:, 1:]`.
@@ -23,7 +24,7 @@ std::vector<int64_t> next_token_targets(const std::vector<int32_t>& ids, const s
 
 // log p(target) per row of logits [N, V] (0 on ignored rows); entropies optional.
 std::vector<float> token_logps(const Tensor& logits, const std::vector<int64_t>& targets,
-                               std::vector<float>* entropies = nullptr);
+                               std::vector<float>* entropies = nullptr, ThreadPool* pool = nullptr);
 
 // --- DPO (DPOTrainer, loss_type sigmoid, reverse KL, no label smoothing) -------------------------
 // Sequence log-probabilities are sums over completion tokens; rows are [chosen 0..n-1, rejected

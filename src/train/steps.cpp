@@ -34,7 +34,7 @@ void without_adapter(TrainableLM& m, LoraSet& lora, Fn&& fn) {
 
 float sft_step(Context& ctx, TrainableLM& m, const Batch& b, int64_t num_items, float scale) {
   return forward_backward(ctx, m, b, [&](const Tensor& logits, Tensor& dlogits) {
-    const float loss = causal_lm_loss(logits, b, &dlogits, num_items);
+    const float loss = causal_lm_loss(logits, b, &dlogits, num_items, &ctx.pool);
     if (scale != 1.0f) ops::scale(dlogits.data(), scale, dlogits.numel());
     return loss * scale;
   });
@@ -53,11 +53,11 @@ DpoStepResult dpo_step(Context& ctx, TrainableLM& m, LoraSet& lora, const Prefer
   DpoStepResult r;
   without_adapter(m, lora, [&] {
     m.forward(ctx, b);
-    r.ref_token_logps = token_logps(m.logits(), targets);
+    r.ref_token_logps = token_logps(m.logits(), targets, nullptr, &ctx.pool);
   });
   r.ref_logps = sequence(r.ref_token_logps);
   auto policy = [&](const Tensor& logits) {
-    r.policy_token_logps = token_logps(logits, targets);
+    r.policy_token_logps = token_logps(logits, targets, nullptr, &ctx.pool);
     r.policy_logps = sequence(r.policy_token_logps);
     r.dpo = dpo_sigmoid_loss(r.policy_logps, r.ref_logps, beta);
   };
@@ -70,7 +70,7 @@ DpoStepResult dpo_step(Context& ctx, TrainableLM& m, LoraSet& lora, const Prefer
     policy(logits);
     std::vector<float> dtok(b.B * b.T);
     for (int64_t i = 0; i < b.B * b.T; ++i) dtok[i] = r.dpo.dpolicy[i / b.T] * scale;
-    target_logps_backward(logits.data(), targets.data(), b.B * b.T, logits.dim(-1), dtok.data(), dlogits.data());
+    target_logps_backward(logits.data(), targets.data(), b.B * b.T, logits.dim(-1), dtok.data(), dlogits.data(), &ctx.pool);
     return r.dpo.loss;
   });
   return r;
@@ -109,19 +109,19 @@ GrpoStepResult grpo_step(Context& ctx, TrainableLM& m, LoraSet& lora, const Grpo
   if (o.beta != 0)
     without_adapter(m, lora, [&] {
       m.forward(ctx, b);
-      ref = completion_part(token_logps(m.logits(), targets));
+      ref = completion_part(token_logps(m.logits(), targets, nullptr, &ctx.pool));
     });
   GrpoStepResult r;
   forward_backward(ctx, m, b, [&](const Tensor& logits, Tensor& dlogits) {
     std::vector<float> entropies;
-    const auto all = token_logps(logits, targets, &entropies);
+    const auto all = token_logps(logits, targets, &entropies, &ctx.pool);
     r.logps = completion_part(all);
     r.entropies = completion_part(entropies);
     r.grpo = grpo_loss(r.logps, {}, ref, g.advantages, g.completion_mask, C, num_items, o);
     std::vector<float> dall(G * T, 0.0f);
     for (int64_t i = 0; i < G; ++i)
       for (int64_t t = 0; t < C; ++t) dall[i * T + P - 1 + t] = r.grpo.dlogps[i * C + t];
-    target_logps_backward(logits.data(), targets.data(), G * T, logits.dim(-1), dall.data(), dlogits.data());
+    target_logps_backward(logits.data(), targets.data(), G * T, logits.dim(-1), dall.data(), dlogits.data(), &ctx.pool);
     return r.grpo.loss;
   });
   return r;

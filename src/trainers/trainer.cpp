@@ -319,7 +319,7 @@ std::map<std::string, double> Trainer::evaluate() {
         model_->forward(ctx_, b);
         int64_t n = 0;
         for (int64_t t : shifted_targets(b)) n += t != kIgnoreIndex;
-        sum += causal_lm_loss(model_->logits(), b, nullptr) * (double)n;
+        sum += causal_lm_loss(model_->logits(), b, nullptr, 0, &ctx_.pool) * (double)n;
         count += (double)n;
       }
       m["eval_loss"] = count > 0 ? sum / count : 0.0;
