@@ -2,6 +2,7 @@
 // properties, required, additionalProperties, items, prefixItems, minItems/maxItems,
 // minLength/maxLength, pattern, minimum/maximum/exclusive*, multipleOf, anyOf/oneOf/allOf/not,
 // and local $ref ("#/$defs/..."). Unknown keywords are ignored, as the specification says.
+// `pattern` runs on PCRE2 (UTF, Unicode classes), bounded by its match limits.
 #pragma once
 #include <string>
 

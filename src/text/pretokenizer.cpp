@@ -162,6 +162,20 @@ RegexMatcher::RegexMatcher(const std::string& pattern) : impl_(std::make_unique<
 
 RegexMatcher::~RegexMatcher() = default;
 
+bool RegexMatcher::search(std::string_view text) const {
+  pcre2_match_data* md = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
+  EV_CHECK(md, "regex: out of memory");
+  const int rc = pcre2_match(impl_->code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, md, nullptr);
+  pcre2_match_data_free(md);
+  if (rc == PCRE2_ERROR_NOMATCH) return false;
+  if (rc < 0) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    fail("regex: match failed: ", reinterpret_cast<const char*>(msg));
+  }
+  return true;
+}
+
 void RegexMatcher::find_all(std::string_view text, std::vector<Span>& matches) const {
   EV_CHECK(text.size() < UINT32_MAX, "tokenizer: text of ", text.size(), " bytes is too long");
   if (text.empty()) return;

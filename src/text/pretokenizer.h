@@ -44,6 +44,9 @@ class RegexMatcher {
 
   // Appends the successive non-overlapping, non-empty matches in text (offsets into text).
   void find_all(std::string_view text, std::vector<Span>& matches) const;
+  // Whether the pattern matches anywhere in text (an empty match counts). PCRE2's match and heap
+  // limits bound the work on hostile patterns: hitting them is an Error, never a hang.
+  bool search(std::string_view text) const;
 
  private:
   struct Impl;

@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include <unistd.h>
@@ -11,6 +10,7 @@
 #include "core/error.h"
 #include "core/mmap.h"
 #include "text/json_schema.h"
+#include "text/pretokenizer.h"
 
 namespace edgevl::train {
 
@@ -55,14 +55,14 @@ class Exact final : public Reward {
 
 class Regex final : public Reward {
  public:
-  explicit Regex(const std::string& p) try : re_(p, std::regex::ECMAScript) {
-  } catch (const std::regex_error& e) {
+  explicit Regex(const std::string& p) try : re_(p) {
+  } catch (const Error& e) {
     fail("reward: bad regex '", p, "' (", e.what(), ")");
   }
-  double score(const Json&, const std::string& c) const override { return std::regex_search(c, re_); }
+  double score(const Json&, const std::string& c) const override { return re_.search(c); }
 
  private:
-  std::regex re_;
+  text::RegexMatcher re_;
 };
 
 class JsonValid final : public Reward {

@@ -2,7 +2,7 @@
 // `--reward`; their scores are summed, TRL's multi_objective_aggregation "sum_then_normalize"):
 //   exact[:FIELD]        1 if the completion, trimmed, equals row[FIELD] (default "answer"), else 0
 //   contains[:FIELD]     1 if the completion contains row[FIELD]
-//   regex:PATTERN        1 if the ECMAScript regex matches somewhere in the completion
+//   regex:PATTERN        1 if the PCRE2 regex (UTF, Unicode classes) matches somewhere in the completion
 //   json                 1 if the completion (trimmed, an optional ``` fence removed) is JSON
 //   json-schema:FILE     1 if it is JSON valid against the schema in FILE
 //   length:N             -|characters - N| / N (shorter or longer than N costs proportionally)
