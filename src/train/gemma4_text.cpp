@@ -36,6 +36,13 @@ struct LayerActs {
   Tensor x_in, xn1, q_raw, q, k_raw, k, v_raw, v, probs, att, o, x_mid, xn2, gate, up, act, m, x_mid2;
   Tensor ple_g, ple_in, ple_act, ple_p;  // PLE residual
   std::vector<float> rstd1, rstd_q, rstd_k, rstd_v, rstd_o, rstd2, rstd_m, rstd_p;
+  // Activation checkpointing: keep the layer's input, and its K/V, which later layers may share.
+  void drop_all_but_input_and_kv() {
+    for (Tensor* t : {&xn1, &q_raw, &q, &k_raw, &v_raw, &probs, &att, &o, &x_mid, &xn2, &gate, &up, &act, &m, &x_mid2,
+                      &ple_g, &ple_in, &ple_act, &ple_p})
+      *t = Tensor();
+    for (auto* r : {&rstd1, &rstd_q, &rstd_k, &rstd_v, &rstd_o, &rstd2, &rstd_m, &rstd_p}) *r = {};
+  }
 };
 
 TrainLinear linear(std::string module, const WeightRef* w) {
@@ -103,6 +110,7 @@ class Gemma4Train final : public TrainableLM {
 
   void forward(Context& ctx, const Batch& b) override;
   void backward(Context& ctx, const Tensor& dlogits) override;
+  void set_recompute(bool on) override { recompute_ = on; }
 
  private:
   // The projections present in this checkpoint (lm_head excluded, as PEFT's all-linear does).
@@ -166,6 +174,7 @@ class Gemma4Train final : public TrainableLM {
 
   void layer_forward(Context& ctx, int64_t l, Tensor& x);
   void layer_backward(Context& ctx, int64_t l, Tensor& dx);
+  bool recompute_ = false;
 
   std::unique_ptr<ModelSource> src_;
   Gemma4TextConfig cfg_;
@@ -223,7 +232,11 @@ void Gemma4Train::forward(Context& ctx, const Batch& b) {
   }
 
   Tensor x = x0_;
-  for (int64_t l = 0; l < L; ++l) layer_forward(ctx, l, x);
+  for (int64_t l = 0; l < L; ++l) {
+    for (TrainLinear& q : proj_[l]) q.mark_dropout_stream();
+    layer_forward(ctx, l, x);
+    if (recompute_) acts_[l].drop_all_but_input_and_kv();
+  }
   x_final_ = x;
   resize(xn_final_, N, D);
   rstd_final_.resize(N);
@@ -383,6 +396,11 @@ void Gemma4Train::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
   const Gemma4LayerShape& sh = c.layers[l];
   const Gemma4LayerWeights& w = w_.layers[l];
   auto& p = proj_[l];
+  if (recompute_) {  // the layer again from its input, with the same dropout masks
+    Tensor x = acts_[l].x_in;
+    for (TrainLinear& q : p) q.rewind_dropout_stream();
+    layer_forward(ctx, l, x);
+  }
   const LayerActs& s = acts_[l];
   const int64_t N = batch_.B * batch_.T, D = c.hidden, H = c.n_heads, Hkv = sh.n_kv_heads, Dh = sh.head_dim;
   const int64_t F = sh.ffn, P = c.ple_dim;
@@ -445,6 +463,7 @@ void Gemma4Train::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
     if (!sh.v_from_k) p[kV].backward(ctx, s.xn1.data(), dv_raw.data(), N, dxn.data());
   }
   rms_norm_backward(dxn.data(), s.x_in.data(), w.attn_norm.f32(), s.rstd1.data(), dx.data(), grad(w.attn_norm), N, D);
+  if (recompute_) acts_[l].drop_all_but_input_and_kv();
 }
 
 }  // namespace

@@ -79,7 +79,7 @@ class TrainableLM {
   // Activation checkpointing: keep only each layer's input through the forward and recompute the
   // layer in the backward (less memory, about one more forward of time). Error where unsupported.
   virtual void set_recompute(bool on) {
-    EV_CHECK(!on, "train: this family has no activation checkpointing yet (supported: llama)");
+    EV_CHECK(!on, "train: this family has no activation checkpointing yet (supported: llama, gemma4_text)");
   }
 
   // Gradients for every base parameter from now on (float32 weights only).
