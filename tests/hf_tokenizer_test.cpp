@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "test_util.h"
+#include "tokenizer_cases.h"
 #include "text/hf_tokenizer.h"
 #include "text/tokenizer.h"
 
@@ -39,22 +40,10 @@ std::string model_dir(const std::string& name) {
   return dir.string();
 }
 
-struct Case {
-  std::string text;
-  Ids ids, ids_special;
-  std::string decoded;
-};
+using Case = test::TokenizerCase;
 
 std::vector<Case> load_cases(const std::string& name) {
-  std::vector<Case> cases;
-  std::ifstream in(test::shared_dir() + "/fixtures/tokenizers/" + name + "/cases.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const json j = json::parse(line);
-    cases.push_back({j.at("text"), j.at("ids").get<Ids>(), j.at("ids_special").get<Ids>(), j.at("decoded")});
-  }
-  return cases;
+  return test::load_tokenizer_cases(test::shared_dir() + "/fixtures/tokenizers/" + name + "/cases.jsonl");
 }
 
 void check_fixture(const std::string& name) {

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "test_util.h"
+#include "tokenizer_cases.h"
 #include "text/gguf_tokenizer.h"
 #include "text/tokenizer.h"
 #include "text/vocab.h"
@@ -400,23 +401,7 @@ Vocab vocab_from_tokenizer_json(const json& tj, VocabKind kind, const std::strin
   return v;
 }
 
-struct Case {
-  std::string text;
-  Ids ids, ids_special;
-  std::string decoded;
-};
-
-std::vector<Case> load_cases(const std::string& path) {
-  std::vector<Case> cases;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const json j = json::parse(line);
-    cases.push_back({j.at("text"), j.at("ids").get<Ids>(), j.at("ids_special").get<Ids>(), j.at("decoded")});
-  }
-  return cases;
-}
+using Case = test::TokenizerCase;
 
 struct Fixture {
   json tokenizer_json;
@@ -435,7 +420,7 @@ const Fixture& fixture(const std::string& name) {
     const std::string text = test::gunzip(dir + "/tokenizer.json.gz");
     EXPECT_FALSE(text.empty()) << "cannot read " << dir << "/tokenizer.json.gz";
     f->tokenizer_json = json::parse(text);
-    f->cases = load_cases(dir + "/cases.jsonl");
+    f->cases = test::load_tokenizer_cases(dir + "/cases.jsonl");
     for (const json& a : f->tokenizer_json.at("added_tokens")) f->added.push_back(a.at("content"));
   }
   return *f;
