@@ -208,8 +208,10 @@ TEST(KernelsSimd, MatmulMatchesScalarAllTypesAndShapes) {
 }
 
 // Weights repacked at load (repack_for_matmul) give the GGUF-layout result of the same table and
-// the scalar reference's within its tolerance: n not a multiple of the 16-row group, odd and even
-// block counts, decode (m = 1) and panel-sized m. Tables without a repacked layout return empty.
+// the scalar reference's within its tolerance: n not a multiple of the 16-row group (and enough
+// groups that decode tasks take several), odd and even block counts, decode (m = 1) and
+// panel-sized m with a remainder tile. Tables without a repacked layout return empty; the
+// AVX-512 table must repack Q4_0 and Q8_0 (so neither silently falls back to the GGUF rows).
 TEST(KernelsSimd, RepackedMatmulMatchesGgufLayout) {
   Kernels ref = Kernels::select("scalar");
   EXPECT_EQ(repack_for_matmul(ref, DType::Q4_0, nullptr, 0, 16, 32).data, nullptr);
@@ -218,14 +220,22 @@ TEST(KernelsSimd, RepackedMatmulMatchesGgufLayout) {
   for (const auto& isa : simd_isas()) {
     Kernels kk = Kernels::select(isa);
     for (DType t : kWeightTypes) {
+      int repacked = 0;
       for (int64_t k : {32, 64, 96, 256, 352, 2048}) {
         if (k % dtype_info_or_die(t).block_size != 0) continue;
-        for (int64_t n : {1, 15, 16, 17, 40, 67}) {
+        for (int64_t n : {1, 15, 16, 17, 40, 67, 300}) {
+          if (n == 300 && k > 256) continue;  // keeps the scalar reference quick
           Weights w = make_weights(t, n, k, 5 + n, 0);
           PackedWeight p = repack_for_matmul(kk, t, w.bytes.data(), w.row_bytes, n, k);
           if (!p.data) continue;
           ++covered;
-          for (int64_t m : {1, 2, 3, 5, 8, 13}) {
+          ++repacked;
+          if (p.layout == WeightLayout::Q4_0x16 || p.layout == WeightLayout::Q8_0x16) {
+            // The GGUF bytes of whole 16-row groups and pairs of blocks (nothing else is added).
+            const int64_t nb2 = (k / 32 + 1) / 2 * 2;
+            EXPECT_EQ(p.bytes, size_t((n + 15) / 16 * 16) * row_bytes(t, nb2 * 32)) << isa << " " << dtype_name(t);
+          }
+          for (int64_t m : {1, 2, 3, 5, 8, 13, 16, 33}) {
             const int64_t ldx = k + 1, ldy = n + 2;
             auto x = random_floats(m * ldx, 3 + m);
             std::vector<float> y0(m * ldy, -1.f), y1(m * ldy, -1.f), yr(m * ldy, -1.f);
@@ -256,6 +266,9 @@ TEST(KernelsSimd, RepackedMatmulMatchesGgufLayout) {
                 ASSERT_EQ(y1[i * ldy + j], -1.f) << at << ": wrote past n";
           }
         }
+      }
+      if (isa == "avx512" && (t == DType::Q4_0 || t == DType::Q8_0)) {
+        EXPECT_GT(repacked, 0) << dtype_name(t);
       }
     }
   }

@@ -54,7 +54,7 @@ class Kernels {
 // Optionally `packed` holds the same weights rewritten at load time by repack_for_matmul into an
 // ISA-specific interleaved layout (`layout`); matmul uses it when the table has kernels for that
 // layout and otherwise falls back to `w` (which may then be nullptr only if the layout is usable).
-enum class WeightLayout : uint8_t { Gguf = 0, Q4_0x16 = 1 };
+enum class WeightLayout : uint8_t { Gguf = 0, Q4_0x16 = 1, Q8_0x16 = 2 };
 struct MatmulArgs {
   DType wtype = DType::F32;
   const void* w = nullptr;

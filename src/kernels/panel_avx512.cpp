@@ -24,7 +24,6 @@ namespace edgevl::kern {
 namespace {
 
 constexpr int R = kPanelRows;
-constexpr int kQ4PrefetchBytes = 4096;  // decode prefetch distance in q4x16_tile (not yet tuned)
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -340,37 +339,72 @@ void int_kernel(int64_t k, const void* panel, const void* act, size_t astride, i
 }
 
 
-// ---- Q4_0 repacked at load time (WeightLayout::Q4_0x16) ----
-// Per group of 16 rows, blocks in pairs, 576 bytes per pair (= 32 GGUF blocks, so the same size):
-//   [block 2u: 4 x 64 bytes][block 2u+1: 4 x 64 bytes][2u: 16 fp16 scales][2u+1: 16 fp16 scales]
-// 64-byte vector g of a block holds in lane r the bytes qs[4g..4g+3] of row r, so its low
-// nibbles are elements 4g..4g+3 and its high nibbles elements 16+4g..16+4g+3 of all 16 rows:
-// the panel kernel's lanes = rows arrangement without a per-call pack, and decode reads each
-// weight byte once with aligned loads and converts 16 rows' scales with one vcvtph2ps.
-constexpr size_t kQ4PairBytes = 576;
+// ---- Q4_0 and Q8_0 repacked at load time (WeightLayout::Q4_0x16, Q8_0x16) ----
+// Per group of 16 rows, blocks in pairs, so that every unit is whole 64-byte lines and the
+// same size as the 32 GGUF blocks it holds:
+//   [block 2u: V x 64 bytes][block 2u+1: V x 64 bytes][2u: 16 fp16 scales][2u+1: 16 fp16 scales]
+// Q4_0 (V = 4, 576 bytes a pair): 64-byte vector g of a block holds in lane r the bytes
+// qs[4g..4g+3] of row r, so its low nibbles are elements 4g..4g+3 and its high nibbles elements
+// 16+4g..16+4g+3 of all 16 rows. Q8_0 (V = 8, 1088 bytes): vector g holds in lane r elements
+// 4g..4g+3 of row r, stored as u = q + 128 (the panel kernels' unsigned form, zero point 128).
+// Either way: the panel kernel's lanes = rows arrangement without a per-call pack; decode reads
+// each weight byte once with aligned loads and converts 16 rows' scales with one vcvtph2ps.
+struct Q4x16 {
+  using Block = BlockQ4_0;
+  static constexpr int kVecs = 4;  // 64-byte vectors per block
+  static constexpr bool kNibbles = true;
+  static constexpr int Z = 8;  // zero point of the stored unsigned values
+  static constexpr int kPrefetchBytes = 4096;  // decode prefetch distance (not yet tuned)
+  static void put(const Block& b, uint8_t* blk, int r) {
+    for (int g = 0; g < 4; ++g) std::memcpy(blk + g * 64 + r * 4, b.qs + 4 * g, 4);
+  }
+};
+struct Q8x16 {
+  using Block = BlockQ8_0;
+  static constexpr int kVecs = 8;
+  static constexpr bool kNibbles = false;
+  static constexpr int Z = 128;
+  // 2048-32768 bytes, into L2 (T1) or L1 (T0), measured alike within the shared machine's noise.
+  static constexpr int kPrefetchBytes = 4096;
+  static void put(const Block& b, uint8_t* blk, int r) {
+    for (int g = 0; g < 8; ++g) {
+      uint32_t v;
+      std::memcpy(&v, b.qs + 4 * g, 4);
+      v ^= 0x80808080u;
+      std::memcpy(blk + g * 64 + r * 4, &v, 4);
+    }
+  }
+};
 
-size_t q4x16_group_bytes(int64_t k) { return size_t((k / 32 + 1) / 2) * kQ4PairBytes; }
+template <class F>
+constexpr size_t x16_pair_bytes = 2 * (F::kVecs * 64 + 32);
 
-void q4x16_repack_group(int64_t k, const void* w, size_t w_stride, int rows, void* out) {
+template <class F>
+size_t x16_group_bytes(int64_t k) {
+  return size_t((k / 32 + 1) / 2) * x16_pair_bytes<F>;
+}
+
+template <class F>
+void x16_repack_group(int64_t k, const void* w, size_t w_stride, int rows, void* out) {
   auto* o = static_cast<uint8_t*>(out);
   const int64_t nb = k / 32;
-  std::memset(o, 0, q4x16_group_bytes(k));  // padding rows and the odd last block: scale 0
+  std::memset(o, 0, x16_group_bytes<F>(k));  // padding rows and the odd last block: scale 0
   for (int r = 0; r < rows; ++r) {
-    auto* b = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(w) + r * w_stride);
+    auto* b = reinterpret_cast<const typename F::Block*>(static_cast<const uint8_t*>(w) + r * w_stride);
     for (int64_t i = 0; i < nb; ++i) {
-      uint8_t* unit = o + (i / 2) * kQ4PairBytes;
-      uint8_t* nib = unit + (i & 1) * 256;
-      for (int g = 0; g < 4; ++g) std::memcpy(nib + g * 64 + r * 4, b[i].qs + 4 * g, 4);
-      std::memcpy(unit + 512 + (i & 1) * 32 + r * 2, &b[i].d, 2);
+      uint8_t* unit = o + (i / 2) * x16_pair_bytes<F>;
+      F::put(b[i], unit + (i & 1) * F::kVecs * 64, r);
+      std::memcpy(unit + 2 * F::kVecs * 64 + (i & 1) * 32 + r * 2, &b[i].d, 2);
     }
   }
 }
 
-// MR activation rows (the panel activation format, zero point 8) x one group of 16 rows.
-// Few rows keep separate accumulators for low and high nibbles so the vpdpbusd chains are short.
-template <int MR>
-void q4x16_tile(int64_t k, const uint8_t* grp, const uint8_t* act, size_t astride, float* y, int64_t ldy,
-                int rows) {
+// MR activation rows (the panel activation format, with the format's zero point) x one group of
+// 16 rows. Few rows keep two accumulators per row so the vpdpbusd chains are short.
+template <class F, int MR>
+void x16_tile(int64_t k, const uint8_t* grp, const uint8_t* act, size_t astride, float* y, int64_t ldy, int rows) {
+  constexpr size_t kPair = x16_pair_bytes<F>, kBlockBytes = F::kVecs * 64;
+  constexpr int kPfLines = (kPair / 64 + 1) / 2;  // lines prefetched per block (half a pair, rounded up)
   const int64_t nb = k / 32;
   const int8_t* aq[MR];
   const float* asa[MR];
@@ -384,39 +418,41 @@ void q4x16_tile(int64_t k, const uint8_t* grp, const uint8_t* act, size_t astrid
   __m512 yacc[MR];
   for (int i = 0; i < MR; ++i) yacc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* unit = grp + (b / 2) * kQ4PairBytes;
-    const uint8_t* nib = unit + (b & 1) * 256;
+    const uint8_t* unit = grp + (b / 2) * kPair;
+    const uint8_t* blk = unit + (b & 1) * kBlockBytes;
     if constexpr (MR == 1) {
       // Decode streams the weights once; prefetch into L2 ahead (see kPrefetchBytes in matmul_avx512.cpp).
-      const char* pf = reinterpret_cast<const char*>(unit) + kQ4PrefetchBytes + (b & 1) * 320;
-      for (int l = 0; l < 5; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+      const char* pf = reinterpret_cast<const char*>(unit) + F::kPrefetchBytes + (b & 1) * kPfLines * 64;
+      for (int l = 0; l < kPfLines; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
     }
-    __m512i lo_acc[MR], hi_acc[MR];
+    __m512i acc0[MR], acc1[MR];
     for (int i = 0; i < MR; ++i) {
-      lo_acc[i] = _mm512_set1_epi32(azc[i][b]);
-      hi_acc[i] = _mm512_setzero_si512();
+      acc0[i] = _mm512_set1_epi32(azc[i][b]);
+      acc1[i] = _mm512_setzero_si512();
     }
-#pragma GCC unroll 4
-    for (int g = 0; g < 4; ++g) {
-      const __m512i v = _mm512_load_si512(nib + 64 * g);
-      const __m512i lo = _mm512_and_si512(v, m4);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    // The second accumulator only where there are few rows (otherwise enough independent chains).
+#pragma GCC unroll 8
+    for (int g = 0; g < F::kVecs; ++g) {
+      const __m512i v = _mm512_load_si512(blk + 64 * g);
       for (int i = 0; i < MR; ++i) {
-        int32_t a0, a1;
+        int32_t a0;
         std::memcpy(&a0, aq[i] + 32 * b + 4 * g, 4);
-        std::memcpy(&a1, aq[i] + 32 * b + 16 + 4 * g, 4);
-        if constexpr (MR <= 2) {
-          lo_acc[i] = _mm512_dpbusd_epi32(lo_acc[i], lo, _mm512_set1_epi32(a0));
-          hi_acc[i] = _mm512_dpbusd_epi32(hi_acc[i], hi, _mm512_set1_epi32(a1));
-        } else {  // enough rows for independent chains; keep registers for them
-          lo_acc[i] = _mm512_dpbusd_epi32(lo_acc[i], lo, _mm512_set1_epi32(a0));
-          lo_acc[i] = _mm512_dpbusd_epi32(lo_acc[i], hi, _mm512_set1_epi32(a1));
+        if constexpr (F::kNibbles) {  // low nibbles: elements 4g.., high: 16 + 4g..
+          int32_t a1;
+          std::memcpy(&a1, aq[i] + 32 * b + 16 + 4 * g, 4);
+          acc0[i] = _mm512_dpbusd_epi32(acc0[i], _mm512_and_si512(v, m4), _mm512_set1_epi32(a0));
+          __m512i& acc = MR <= 2 ? acc1[i] : acc0[i];
+          acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_set1_epi32(a1));
+        } else {
+          __m512i& acc = MR <= 2 && (g & 1) ? acc1[i] : acc0[i];
+          acc = _mm512_dpbusd_epi32(acc, v, _mm512_set1_epi32(a0));
         }
       }
     }
-    const __m512 sw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(unit + 512 + (b & 1) * 32)));
+    const __m512 sw = _mm512_cvtph_ps(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(unit + 2 * kBlockBytes + (b & 1) * 32)));
     for (int i = 0; i < MR; ++i) {
-      const __m512i s = MR <= 2 ? _mm512_add_epi32(lo_acc[i], hi_acc[i]) : lo_acc[i];
+      const __m512i s = MR <= 2 ? _mm512_add_epi32(acc0[i], acc1[i]) : acc0[i];
       yacc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sw, _mm512_set1_ps(asa[i][b])), yacc[i]);
     }
   }
@@ -424,13 +460,26 @@ void q4x16_tile(int64_t k, const uint8_t* grp, const uint8_t* act, size_t astrid
   for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + i * ldy, mask, yacc[i]);
 }
 
-void q4x16_kernel(int64_t k, const void* panel, const void* act, size_t astride, int64_t m, float* y, int64_t ldy,
-                  int rows) {
+template <class F>
+void x16_kernel(int64_t k, const void* panel, const void* act, size_t astride, int64_t m, float* y, int64_t ldy,
+                int rows) {
   auto* p = static_cast<const uint8_t*>(panel);
   auto* a = static_cast<const uint8_t*>(act);
   for_each_tile(m, [&]<int MR>(int64_t i) {
-    q4x16_tile<MR>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
+    x16_tile<F, MR>(k, p, a + i * astride, astride, y + i * ldy, ldy, rows);
   });
+}
+
+template <class F>
+PackedKernels x16_packed(WeightLayout layout) {
+  PackedKernels p;
+  p.layout = layout;
+  p.group_bytes = &x16_group_bytes<F>;
+  p.repack_group = &x16_repack_group<F>;
+  p.act_convert = &act_from_q8_0<F::Z>;
+  p.act_row_bytes = &act_bytes<32>;
+  p.kernel = &x16_kernel<F>;
+  return p;
 }
 
 // ---- float panels (F32 / F16 / BF16 weights): [k][16] floats ----
@@ -533,13 +582,8 @@ void install_panels_avx512(KernelTable& t) {
   t.w[kQ4_K].panel = int_panel<32, true, unpack_q4_K, act_from_q8_K<32, 0>>(1);
   t.w[kQ5_K].panel = int_panel<32, true, unpack_q5_K, act_from_q8_K<32, 0>>(1);
   t.w[kQ6_K].panel = int_panel<16, false, unpack_q6_K, act_from_q8_K<16, 32>>(1);
-  PackedKernels& q4 = t.w[kQ4_0].packed;
-  q4.layout = WeightLayout::Q4_0x16;
-  q4.group_bytes = &q4x16_group_bytes;
-  q4.repack_group = &q4x16_repack_group;
-  q4.act_convert = &act_from_q8_0<8>;
-  q4.act_row_bytes = &act_bytes<32>;
-  q4.kernel = &q4x16_kernel;
+  t.w[kQ4_0].packed = x16_packed<Q4x16>(WeightLayout::Q4_0x16);
+  t.w[kQ8_0].packed = x16_packed<Q8x16>(WeightLayout::Q8_0x16);
   for (auto [slot, pack] : {std::pair{kF32, &pack_f32}, std::pair{kF16, &pack_f16}, std::pair{kBF16, &pack_bf16}}) {
     PanelKernels p;
     p.pack = pack;
