@@ -80,12 +80,8 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
   } else if (shape.size() == 2 && name.find("token_embd") == std::string::npos &&
              name.find("embed_tokens") == std::string::npos) {
     // Matrices (not the embedding table, which is only row-gathered) are rewritten once into the
-    // kernel table's interleaved layout where it has one (Q4_0 on AVX-512).
-    PackedWeight p = repack_for_matmul(kernels_, w.dtype, data, w.row_bytes, shape[0], shape[1]);
-    if (p.data) {
-      w.packed = p.data.get();
-      w.layout = p.layout;
-      packed_.push_back(std::move(p));
+    // kernel table's interleaved layout where it has one (Q4_0 and Q8_0 on AVX-512).
+    if (attach_packed(w)) {
       // The copy replaces the file's pages: drop them from this process's resident set (the
       // mapping is private and read-only, so they are re-read from the file if ever touched).
       const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
@@ -94,6 +90,21 @@ WeightRef WeightLoader::load(const char* hf, const char* gguf, const std::vector
       if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
     }
   }
+  return w;
+}
+
+bool WeightLoader::attach_packed(WeightRef& w) {
+  PackedWeight p = repack_for_matmul(kernels_, w.dtype, w.data, w.row_bytes, w.rows(), w.cols());
+  if (!p.data) return false;
+  w.packed = p.data.get();
+  w.layout = p.layout;
+  packed_.push_back(std::move(p));
+  return true;
+}
+
+WeightRef WeightLoader::tied_output(const WeightRef& embed) {
+  WeightRef w = embed;
+  attach_packed(w);  // the table keeps its GGUF rows for lookups; the head gets the matmul layout
   return w;
 }
 

@@ -46,6 +46,11 @@ class WeightLoader {
   WeightRef load(const char* hf, const char* gguf, const std::vector<int64_t>& shape, uint32_t flags,
                  int64_t layer = -1, int64_t hf_row_offset = -1);
 
+  // The output layer of a model that ties it to the embedding table: the same rows, plus the
+  // repacked copy the matmul kernels read fastest (the table itself is never repacked, being
+  // only row-gathered). Costs the table's size once more where the kernel table has a layout.
+  WeightRef tied_output(const WeightRef& embed);
+
   // A stored scalar (a 0-d or one-element tensor, e.g. a clip bound), as float. Required.
   float scalar(const std::string& hf, const char* gguf, int64_t layer = -1);
 
@@ -78,6 +83,7 @@ class WeightLoader {
   const ModelSource& src_;
   Kernels kernels_;
   std::string hf_name(const char* pattern, int64_t layer) const;
+  bool attach_packed(WeightRef& w);  // repacks w's rows when the kernel table has a layout for them
 
   std::string hf_from_, hf_to_;
   std::map<std::string, WeightRef*> by_hf_name_;

@@ -62,7 +62,7 @@ class Gemma4Train final : public TrainableLM {
     const Gemma4TextConfig& c = cfg_;
     EV_CHECK(!c.moe(), src_->path(), ": the Gemma 4 mixture of experts has no training forward yet");
     loader_.load_table(w_, gemma4_model_table(c));
-    if (w_.lm_head.empty()) w_.lm_head = w_.embed;
+    if (w_.lm_head.empty()) w_.lm_head = loader_.tied_output(w_.embed);
     w_.layers.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], gemma4_layer_table(c, l), l);
     rope_sliding_ = nn::Rope(c.rope_sliding, c.sliding_head_dim);

@@ -53,7 +53,7 @@ class LlamaTrain final : public TrainableLM {
     EV_CHECK(cfg_.mup.embedding == 1 && cfg_.mup.residual == 1 && cfg_.mup.logits_div == 1,
              src_->path(), ": µP multipliers have no training forward yet");
     loader_.load_table(w_, llama_model_table(d));
-    if (w_.lm_head.empty()) w_.lm_head = w_.embed;
+    if (w_.lm_head.empty()) w_.lm_head = loader_.tied_output(w_.embed);
     w_.layers.resize(d.n_layers);
     const auto table = llama_layer_table(d);
     for (int64_t l = 0; l < d.n_layers; ++l) loader_.load_table(w_.layers[l], table, l);

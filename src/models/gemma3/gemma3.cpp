@@ -121,7 +121,7 @@ class Gemma3Model : public CausalLM {
     const DecoderConfig& d = cfg_.dec;
     const int64_t D = d.hidden;
     loader_.load_table(w_, model_table(d));
-    if (w_.lm_head.empty() || d.tie_embeddings) w_.lm_head = w_.embed;
+    if (w_.lm_head.empty() || d.tie_embeddings) w_.lm_head = loader_.tied_output(w_.embed);
     w_.layers.resize(d.n_layers);
     const auto table = layer_table(d);
     for (int64_t l = 0; l < d.n_layers; ++l) loader_.load_table(w_.layers[l], table, l);

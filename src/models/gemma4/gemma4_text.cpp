@@ -53,7 +53,7 @@ class Gemma4Model : public CausalLM {
     const Gemma4TextConfig& c = cfg_;
     if (!hf_prefix.empty()) loader_.set_hf_prefix("model.", hf_prefix);
     loader_.load_table(w_, gemma4_model_table(c));
-    if (w_.lm_head.empty()) w_.lm_head = w_.embed;
+    if (w_.lm_head.empty()) w_.lm_head = loader_.tied_output(w_.embed);
     w_.layers.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], gemma4_layer_table(c, l), l);
     register_weights(loader_.by_hf_name());

@@ -76,7 +76,7 @@ LlamaModel::LlamaModel(std::unique_ptr<ModelSource> src, LlamaConfig cfg,
   source_ = std::move(src);
   const DecoderConfig& d = cfg_.dec;
   loader_.load_table(w_, llama_model_table(d));
-  if (w_.lm_head.empty()) w_.lm_head = w_.embed;
+  if (w_.lm_head.empty()) w_.lm_head = loader_.tied_output(w_.embed);
   w_.layers.resize(d.n_layers);
   for (int64_t l = 0; l < d.n_layers; ++l) loader_.load_table(w_.layers[l], layer_table, l);
   register_weights(loader_.by_hf_name());
