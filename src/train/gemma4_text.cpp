@@ -93,41 +93,19 @@ class Gemma4Train final : public TrainableLM {
     acts_.resize(c.n_layers);
   }
 
-  std::map<std::string, std::pair<int64_t, int64_t>> linear_modules() const override {
-    std::map<std::string, std::pair<int64_t, int64_t>> m;
-    for_each_linear([&](const TrainLinear& p) { m[p.module] = {p.in(), p.out()}; });
-    return m;
-  }
-
-  void attach_lora(LoraSet* lora) override {
-    lora_ = lora;
-    for_each_linear([&](TrainLinear& p) {
-      p.lora = lora ? lora->find(p.module) : nullptr;
-      EV_CHECK(!p.lora || (p.lora->in == p.in() && p.lora->out == p.out()), "lora: adapter of ", p.module,
-               " has the wrong shape");
-    });
-  }
-
   void forward(Context& ctx, const Batch& b) override;
   void backward(Context& ctx, const Tensor& dlogits) override;
   void set_recompute(bool on) override { recompute_ = on; }
 
  private:
   // The projections present in this checkpoint (lm_head excluded, as PEFT's all-linear does).
-  template <typename Self, typename Fn>
-  static void each_linear(Self& self, Fn&& fn) {
-    for (auto& layer : self.proj_)
-      for (auto& p : layer)
-        if (!p.w->empty()) fn(p);
-    if (!self.ple_model_proj_.w->empty()) fn(self.ple_model_proj_);
-  }
-  template <typename Fn>
-  void for_each_linear(Fn&& fn) {
-    each_linear(*this, fn);
-  }
-  template <typename Fn>
-  void for_each_linear(Fn&& fn) const {
-    each_linear(*this, fn);
+  std::vector<TrainLinear*> adaptable_linears() override {
+    std::vector<TrainLinear*> v;
+    for (auto& layer : proj_)
+      for (TrainLinear& p : layer)
+        if (!p.w->empty()) v.push_back(&p);
+    if (!ple_model_proj_.w->empty()) v.push_back(&ple_model_proj_);
+    return v;
   }
 
   void on_enable_base_grads() override {

@@ -77,29 +77,19 @@ class LlamaTrain final : public TrainableLM {
     acts_.resize(d.n_layers);
   }
 
-  std::map<std::string, std::pair<int64_t, int64_t>> linear_modules() const override {
-    std::map<std::string, std::pair<int64_t, int64_t>> m;
-    for (const auto& layer : proj_)
-      for (const TrainLinear& p : layer) m[p.module] = {p.in(), p.out()};
-    return m;
-  }
-
-  void attach_lora(LoraSet* lora) override {
-    lora_ = lora;
-    for (auto& layer : proj_)
-      for (TrainLinear& p : layer) {
-        p.lora = lora ? lora->find(p.module) : nullptr;
-        EV_CHECK(!p.lora || (p.lora->in == p.in() && p.lora->out == p.out()), "lora: adapter of ", p.module,
-                 " has the wrong shape");
-      }
-  }
-
   void forward(Context& ctx, const Batch& b) override;
   void backward(Context& ctx, const Tensor& dlogits) override;
   void set_recompute(bool on) override { recompute_ = on; }
 
  private:
   void layer_forward(Context& ctx, int64_t l, Tensor& x);
+
+  std::vector<TrainLinear*> adaptable_linears() override {
+    std::vector<TrainLinear*> v;
+    for (auto& layer : proj_)
+      for (TrainLinear& p : layer) v.push_back(&p);
+    return v;
+  }
 
   void on_enable_base_grads() override {
     // In the checkpoint's order: embedding, then each layer as HF lists it, final norm, head.

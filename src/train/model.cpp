@@ -68,6 +68,21 @@ BaseParam* TrainableLM::param(const WeightRef& w) {
   return r;
 }
 
+std::map<std::string, std::pair<int64_t, int64_t>> TrainableLM::linear_modules() {
+  std::map<std::string, std::pair<int64_t, int64_t>> m;
+  for (TrainLinear* p : adaptable_linears()) m[p->module] = {p->in(), p->out()};
+  return m;
+}
+
+void TrainableLM::attach_lora(LoraSet* lora) {
+  lora_ = lora;
+  for (TrainLinear* p : adaptable_linears()) {
+    p->lora = lora ? lora->find(p->module) : nullptr;
+    EV_CHECK(!p->lora || (p->lora->in == p->in() && p->lora->out == p->out()), "lora: adapter of ", p->module,
+             " has the wrong shape");
+  }
+}
+
 void TrainableLM::enable_base_grads() {
   base_grads_ = true;
   on_enable_base_grads();

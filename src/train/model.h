@@ -68,9 +68,9 @@ class TrainableLM {
  public:
   virtual ~TrainableLM() = default;
   // Every linear a LoRA adapter may target: HF module name -> {in, out}.
-  virtual std::map<std::string, std::pair<int64_t, int64_t>> linear_modules() const = 0;
+  std::map<std::string, std::pair<int64_t, int64_t>> linear_modules();
   // Routes the targeted projections through `lora` (null: detach). The set must outlive the model.
-  virtual void attach_lora(LoraSet* lora) = 0;
+  void attach_lora(LoraSet* lora);
   // Runs the model over the batch (labels are not read) and keeps the activations the backward
   // needs; logits() then holds [B*T, V] (after any final soft-capping).
   virtual void forward(Context& ctx, const Batch& batch) = 0;
@@ -106,6 +106,8 @@ class TrainableLM {
   std::vector<std::unique_ptr<BaseParam>> params_;
   std::map<const void*, BaseParam*> by_data_;
   virtual void on_enable_base_grads() = 0;  // re-bind gradient slots
+  // The projections an adapter may target (lm_head excluded, as PEFT's all-linear does).
+  virtual std::vector<TrainLinear*> adaptable_linears() = 0;
 };
 
 // Opens a checkpoint (HF folder or GGUF) of a family that has a training forward (llama).
