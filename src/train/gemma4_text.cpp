@@ -61,17 +61,8 @@ class Gemma4Train final : public TrainableLM {
       : src_(std::move(src)), cfg_(std::move(cfg)), loader_(*src_) {
     const Gemma4TextConfig& c = cfg_;
     EV_CHECK(!c.moe(), src_->path(), ": the Gemma 4 mixture of experts has no training forward yet");
-    loader_.load_table(w_, gemma4_model_table(c));
-    if (w_.lm_head.empty()) w_.lm_head = loader_.tied_output(w_.embed);
-    w_.layers.resize(c.n_layers);
-    for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], gemma4_layer_table(c, l), l);
-    rope_sliding_ = nn::Rope(c.rope_sliding, c.sliding_head_dim);
-    if (c.global_head_dim > 0) {
-      rope_global_ = nn::Rope(c.rope_global, c.global_head_dim);
-      if (!w_.rope_freqs.empty())
-        rope_global_.divide_frequencies(
-            std::vector<float>(w_.rope_freqs.f32(), w_.rope_freqs.f32() + w_.rope_freqs.cols()));
-    }
+    load_gemma4_text_weights(loader_, c, w_);
+    make_gemma4_ropes(c, w_, rope_sliding_, rope_global_);
 
     proj_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {

@@ -70,4 +70,20 @@ std::vector<WeightSpec<Gemma4LayerWeights>> gemma4_layer_table(const Gemma4TextC
   return t;
 }
 
+void load_gemma4_text_weights(WeightLoader& loader, const Gemma4TextConfig& c, Gemma4Weights& w) {
+  loader.load_table(w, gemma4_model_table(c));
+  if (w.lm_head.empty()) w.lm_head = loader.tied_output(w.embed);
+  w.layers.resize(c.n_layers);
+  for (int64_t l = 0; l < c.n_layers; ++l) loader.load_table(w.layers[l], gemma4_layer_table(c, l), l);
+}
+
+void make_gemma4_ropes(const Gemma4TextConfig& c, const Gemma4Weights& w, nn::Rope& sliding, nn::Rope& global) {
+  sliding = nn::Rope(c.rope_sliding, c.sliding_head_dim);
+  if (c.global_head_dim > 0) {
+    global = nn::Rope(c.rope_global, c.global_head_dim);
+    if (!w.rope_freqs.empty())
+      global.divide_frequencies(std::vector<float>(w.rope_freqs.f32(), w.rope_freqs.f32() + w.rope_freqs.cols()));
+  }
+}
+
 }  // namespace edgevl

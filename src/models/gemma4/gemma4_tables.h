@@ -6,6 +6,7 @@
 
 #include "models/gemma4/gemma4_config.h"
 #include "models/weights.h"
+#include "nn/rope.h"
 
 namespace edgevl {
 
@@ -29,5 +30,12 @@ struct Gemma4Weights {
 std::vector<WeightSpec<Gemma4Weights>> gemma4_model_table(const Gemma4TextConfig& c);
 // Layer l's weights (KV-shared layers list no key/value weights; MoE tensors are HF-only for now).
 std::vector<WeightSpec<Gemma4LayerWeights>> gemma4_layer_table(const Gemma4TextConfig& c, int64_t l);
+
+// The text decoder's weights through the two tables; a missing head ties to the embedding table.
+// Shared by the inference and the training forward.
+void load_gemma4_text_weights(WeightLoader& loader, const Gemma4TextConfig& c, Gemma4Weights& w);
+// Its RoPEs: sliding layers, and full layers (when the model has them) with the stored frequency
+// divisors (proportional RoPE).
+void make_gemma4_ropes(const Gemma4TextConfig& c, const Gemma4Weights& w, nn::Rope& sliding, nn::Rope& global);
 
 }  // namespace edgevl

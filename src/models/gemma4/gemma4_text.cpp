@@ -52,18 +52,9 @@ class Gemma4Model : public CausalLM {
     source_ = std::move(src);
     const Gemma4TextConfig& c = cfg_;
     if (!hf_prefix.empty()) loader_.set_hf_prefix("model.", hf_prefix);
-    loader_.load_table(w_, gemma4_model_table(c));
-    if (w_.lm_head.empty()) w_.lm_head = loader_.tied_output(w_.embed);
-    w_.layers.resize(c.n_layers);
-    for (int64_t l = 0; l < c.n_layers; ++l) loader_.load_table(w_.layers[l], gemma4_layer_table(c, l), l);
+    load_gemma4_text_weights(loader_, c, w_);
     register_weights(loader_.by_hf_name());
-    rope_sliding_ = nn::Rope(c.rope_sliding, c.sliding_head_dim);
-    if (c.global_head_dim > 0) {
-      rope_global_ = nn::Rope(c.rope_global, c.global_head_dim);
-      if (!w_.rope_freqs.empty())
-        rope_global_.divide_frequencies(
-            std::vector<float>(w_.rope_freqs.f32(), w_.rope_freqs.f32() + w_.rope_freqs.cols()));
-    }
+    make_gemma4_ropes(c, w_, rope_sliding_, rope_global_);
     // Gemma4TextScaledWordEmbedding: a float32 buffer sqrt(width), cast to the table's dtype in
     // HF; float32 here, which is what the float32 reference computes.
     embed_scale_ = (float)std::sqrt((double)c.hidden);
