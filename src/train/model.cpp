@@ -19,8 +19,23 @@ uint64_t splitmix64(uint64_t& s) {
 }  // namespace
 
 void TrainLinear::forward(Context& ctx, const float* x, int64_t rows, float* y) {
+  if (clamps_input()) {
+    clip_x.resize(rows * in());
+    for (int64_t i = 0; i < rows * in(); ++i) clip_x[i] = std::min(std::max(x[i], in_min), in_max);
+    x = clip_x.data();
+  }
   ops::linear(ctx, *w, x, rows, y, bias ? bias->f32() : nullptr);
-  if (!lora) return;
+  if (lora) lora_forward(ctx, x, rows, y);
+  if (clamps_output()) {
+    out_inside.resize(rows * out());
+    for (int64_t i = 0; i < rows * out(); ++i) {
+      out_inside[i] = y[i] >= out_min && y[i] <= out_max;
+      y[i] = std::min(std::max(y[i], out_min), out_max);
+    }
+  }
+}
+
+void TrainLinear::lora_forward(Context& ctx, const float* x, int64_t rows, float* y) {
   lora_u.resize(rows * lora->r);
   lora_keep.clear();
   lora_x.clear();
@@ -42,6 +57,28 @@ void TrainLinear::forward(Context& ctx, const float* x, int64_t rows, float* y) 
 }
 
 void TrainLinear::backward(Context& ctx, const float* x, const float* dy, int64_t rows, float* dx) {
+  std::vector<float> dy_inside, dx_clamped;
+  if (clamps_output()) {
+    dy_inside.resize(rows * out());
+    for (int64_t i = 0; i < rows * out(); ++i) dy_inside[i] = out_inside[i] ? dy[i] : 0.0f;
+    dy = dy_inside.data();
+  }
+  float* dx_outer = dx;
+  const float* x_outer = x;
+  if (clamps_input()) {
+    x = clip_x.data();
+    if (dx) {
+      dx_clamped.assign(rows * in(), 0.0f);
+      dx = dx_clamped.data();
+    }
+  }
+  unclamped_backward(ctx, x, dy, rows, dx);
+  if (clamps_input() && dx_outer)
+    for (int64_t i = 0; i < rows * in(); ++i)
+      if (x_outer[i] >= in_min && x_outer[i] <= in_max) dx_outer[i] += dx_clamped[i];
+}
+
+void TrainLinear::unclamped_backward(Context& ctx, const float* x, const float* dy, int64_t rows, float* dx) {
   if (gw) linear_backward_weight(ctx, dy, x, rows, out(), in(), gw->grad.data());
   if (gb) linear_bias_backward(dy, rows, out(), gb->grad.data());
   if (lora && lora_keep.empty()) lora->backward(ctx, x, lora_u.data(), dy, rows, dx);

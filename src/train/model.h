@@ -4,6 +4,7 @@
 // weights with the same tables as its inference forward (models/<family>).
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "models/gemma4/clipped_linear.h"
 #include "models/source.h"
 #include "models/weights.h"
 #include "tensor/context.h"
@@ -47,6 +49,21 @@ struct TrainLinear {
   std::vector<float> lora_u;     // x·Aᵀ of the last forward (x after dropout)
   std::vector<float> lora_keep;  // with dropout: the mask / (1 - p) applied to x, else empty
   std::vector<float> lora_x;     // with dropout: x · lora_keep
+  // Gemma4ClippableLinear: the input and the output are clamped to these bounds (infinite: not
+  // clamped). PEFT adapts the inner nn.Linear, so the adapter reads the clamped input and its
+  // delta is clamped together with the base output.
+  float in_min = -kUnbounded, in_max = kUnbounded, out_min = -kUnbounded, out_max = kUnbounded;
+  std::vector<float> clip_x;       // the clamped input of the last forward (input bounds only)
+  std::vector<uint8_t> out_inside;  // per output element of the last forward: inside its bounds
+  static constexpr float kUnbounded = std::numeric_limits<float>::infinity();
+  void set_bounds(const ClippedLinear& c) {
+    in_min = c.in_min;
+    in_max = c.in_max;
+    out_min = c.out_min;
+    out_max = c.out_max;
+  }
+  bool clamps_input() const { return in_min > -kUnbounded || in_max < kUnbounded; }
+  bool clamps_output() const { return out_min > -kUnbounded || out_max < kUnbounded; }
 
   int64_t in() const { return w->cols(); }
   int64_t out() const { return w->rows(); }
@@ -60,8 +77,13 @@ struct TrainLinear {
     if (lora) lora->dropout_seed = dropout_mark;
   }
   uint64_t dropout_mark = 0;
-  // dx (optional) += ∂; weight/bias/LoRA gradients += ∂.
+  // dx (optional) += ∂; weight/bias/LoRA gradients += ∂. `x` is the forward's input (before any
+  // clamp); the clamps pass the gradient where their input was inside the bounds (torch.clamp).
   void backward(Context& ctx, const float* x, const float* dy, int64_t rows, float* dx);
+
+ private:
+  void lora_forward(Context& ctx, const float* x, int64_t rows, float* y);
+  void unclamped_backward(Context& ctx, const float* x, const float* dy, int64_t rows, float* dx);
 };
 
 class TrainableLM {
