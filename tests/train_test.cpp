@@ -1,8 +1,11 @@
 // Training layer: every op's backward against finite differences of its forward, then the whole
 // Llama training step (SFT gradients, LoRA gradients, AdamW) against the reference stack's golden
 // training states (../shared/golden/hf/train/llama).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -306,7 +309,6 @@ TEST(TrainOps, AdamWMatchesTheUpdateRule) {
   std::vector<double> pd(p.begin(), p.end()), m(3, 0), v(3, 0);
   for (int step = 1; step <= 2; ++step) {
     const auto& g = step == 1 ? g1 : g2;
-    opt.begin_step();
     opt.update(p.data(), g.data(), st, 3);
     for (int i = 0; i < 3; ++i) {
       pd[i] *= 1 - o.lr * o.weight_decay;
@@ -317,6 +319,7 @@ TEST(TrainOps, AdamWMatchesTheUpdateRule) {
     }
   }
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(p[i], pd[i], 1e-6);
+  EXPECT_EQ(st.step, 2);
 }
 
 // ---- the golden training states ---------------------------------------------------------------
@@ -325,9 +328,12 @@ std::string train_case(const std::string& c) { return test::shared_dir() + "/gol
 
 // Compares every produced tensor with the golden of the same name; returns the worst relative
 // error per group (sft.grad, lora.grad, ...) and checks that every golden of the groups we
-// produce was produced.
+// produce was produced. Each tensor is held to 1e-4 plus, where `spread` has it, twice our own
+// float32 noise on it (see kernel_spread), and never beyond 1e-3; tensors that need the noise
+// allowance are listed.
 void check_against_golden(const std::vector<NamedTensor>& ours, const safetensors::File& golden,
-                          const std::vector<std::string>& prefixes) {
+                          const std::vector<std::string>& prefixes,
+                          const std::map<std::string, double>& spread = {}) {
   std::map<std::string, double> worst;
   std::set<std::string> produced;
   for (const NamedTensor& t : ours) {
@@ -338,7 +344,11 @@ void check_against_golden(const std::vector<NamedTensor>& ours, const safetensor
     const std::vector<float> ref = test::as_f32(*g);
     ASSERT_EQ(ref.size(), t.data.size()) << t.name;
     const double e = test::rel_error(t.data, ref);
-    EXPECT_LE(e, 1e-4) << t.name;
+    const auto f = spread.find(t.name);
+    const double noise = f == spread.end() ? 0.0 : f->second, bar = std::min(1e-3, 1e-4 + 2 * noise);
+    EXPECT_LE(e, bar) << t.name << " (our kernel sets differ by " << noise << " on it)";
+    if (e > 1e-4 && e <= bar)
+      std::printf("  %s: %.3g, within 1e-4 + 2 x our kernel sets' spread %.3g\n", t.name.c_str(), e, noise);
     std::string group = t.name;
     for (const char* p : {"sft.grad.", "lora.grad.", "lora.adamw.final.", "dpo.grad.", "grpo.grad."})
       if (t.name.rfind(p, 0) == 0) group = p;
@@ -352,54 +362,21 @@ void check_against_golden(const std::vector<NamedTensor>& ours, const safetensor
   for (const auto& [group, e] : worst) std::printf("  %-32s max rel error %.3g\n", group.c_str(), e);
 }
 
-TEST(TrainGolden, LlamaSftLoraAdamW) {
-  const std::string dir = train_case("llama");
-  auto golden = safetensors::File::open(dir + "/golden.safetensors");
-  Context ctx(2);
-  TrainDumpOptions o;
-  o.model = dir;
-  o.lora_dir = dir + "/lora_adapter";
-  o.adamw_steps = 3;  // golden.json lora.adamw: torch.optim.AdamW defaults but weight_decay 0.01 (also the default)
-  const auto ours = train_dump(ctx, o, *golden);
-  check_against_golden(ours, *golden,
-                       {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
-                        "lora.adamw.", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen", "dpo.rejected", "dpo.grad.",
-                        "grpo.loss", "grpo.advantages", "grpo.per_token", "grpo.entropies", "grpo.coef_1",
-                        "grpo.grad."});
-}
-
-TEST(TrainGolden, Gemma4TextSftLoraDpoGrpo) {
-  // PLE, q/k/v norms, sliding and global layers with their own head sizes, KV sharing (the shared
-  // layers' K/V gradient reaches the source layer), double-wide MLP, layer scalars, soft-capping,
-  // tied embeddings.
-  const std::string dir = train_case("gemma4_text");
-  auto golden = safetensors::File::open(dir + "/golden.safetensors");
-  Context ctx(2);
-  TrainDumpOptions o;
-  o.model = dir;
-  o.lora_dir = dir + "/lora_adapter";
-  o.adamw_steps = 3;
-  std::vector<NamedTensor> ours, adamw;
-  for (NamedTensor& t : train_dump(ctx, o, *golden))
-    (t.name.rfind("lora.adamw.final.", 0) == 0 ? adamw : ours).push_back(std::move(t));
-  check_against_golden(ours, *golden,
-                       {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
-                        "lora.adamw.losses_before_step", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen",
-                        "dpo.rejected", "dpo.grad.", "grpo.loss", "grpo.advantages", "grpo.per_token",
-                        "grpo.entropies", "grpo.coef_1", "grpo.grad."});
-  // AdamW after 3 steps. Adam moves every element by about lr per step whatever its gradient's
-  // size, so an element whose gradient is float32 noise takes the noise's direction. With attention
-  // scale 1 on normalised q/k (scores up to ~Dh), this model's gradients carry ~1e-5 relative
-  // float32 noise in torch and here alike (our own scalar vs AVX-512 kernels differ by as much), so
-  // elements whose first-step gradient is below 1e-4 of their tensor's largest are held to 1e-3
-  // (they still may not drift: that is about lr / max|w|); every other element to 1e-4.
-  ASSERT_EQ(adamw.size(), 72u);  // 36 adapted modules, A and B
+// AdamW after 3 steps. Adam moves every element by about lr per step whatever its gradient's size,
+// so an element whose gradient is float32 noise takes the noise's direction. With attention scale 1
+// on normalised q/k (scores up to ~Dh), the Gemma 4 models' gradients carry ~1e-5 relative float32
+// noise in torch and here alike (our own scalar vs AVX-512 kernels differ by as much), so elements
+// whose first-step gradient is below 1e-4 of their tensor's largest are held to 1e-3 (they still
+// may not drift: that is about lr / max|w|); every other element to 1e-4.
+void check_adamw_against_golden(const std::vector<NamedTensor>& adamw, const safetensors::File& golden,
+                                size_t expected_tensors) {
+  ASSERT_EQ(adamw.size(), expected_tensors);
   double worst = 0, worst_noisy = 0;
   int noisy = 0;
   for (const NamedTensor& t : adamw) {
     const std::string name = t.name.substr(std::string("lora.adamw.final.").size());
-    const TensorRef* g = golden->find(t.name);
-    const TensorRef* g1 = golden->find("lora.grad." + name);
+    const TensorRef* g = golden.find(t.name);
+    const TensorRef* g1 = golden.find("lora.grad." + name);
     ASSERT_TRUE(g && g1) << t.name;
     const std::vector<float> ref = test::as_f32(*g), grad1 = test::as_f32(*g1);
     ASSERT_EQ(ref.size(), t.data.size());
@@ -422,6 +399,93 @@ TEST(TrainGolden, Gemma4TextSftLoraDpoGrpo) {
   }
   std::printf("  %-32s max rel error %.3g (%d noise-level elements: %.3g)\n", "lora.adamw.final.", worst, noisy,
               worst_noisy);
+}
+
+// How far the same computation moves between two of our kernel sets (the one in use and the
+// portable scalar one, or the best one when scalar is in use: other summation orders, FMA or not):
+// a measured float32 noise level per produced tensor, relative to the golden's largest value. A
+// float32 reference (torch's) carries noise of the same kind, so two float32 results can differ
+// by about twice it.
+std::map<std::string, double> kernel_spread(const TrainDumpOptions& o, const safetensors::File& golden,
+                                            const std::vector<NamedTensor>& ours) {
+  // The loader packs weights for the ISA the environment selects: the same one as the Context.
+  const char* was = std::getenv("EDGEVL_ISA");
+  const std::string saved = was ? was : "";
+  const std::string isa = saved == "scalar" ? "auto" : "scalar";
+  setenv("EDGEVL_ISA", isa.c_str(), 1);
+  Context ctx(2, isa);
+  const std::vector<NamedTensor> other = train_dump(ctx, o, golden);
+  if (was) setenv("EDGEVL_ISA", saved.c_str(), 1);
+  else unsetenv("EDGEVL_ISA");
+  std::map<std::string, const NamedTensor*> by_name;
+  for (const NamedTensor& t : ours) by_name[t.name] = &t;
+  std::map<std::string, double> spread;
+  for (const NamedTensor& t : other) {
+    const TensorRef* ref = golden.find(t.name);
+    const auto base = by_name.find(t.name);
+    if (!ref || base == by_name.end() || base->second->data.size() != t.data.size()) continue;
+    const std::vector<float> r = test::as_f32(*ref);
+    double d = 0, m = 0;
+    for (size_t j = 0; j < r.size() && j < t.data.size(); ++j) {
+      d = std::max(d, (double)std::fabs(base->second->data[j] - t.data[j]));
+      m = std::max(m, (double)std::fabs(r[j]));
+    }
+    spread[t.name] = m > 0 ? d / m : 0.0;
+  }
+  return spread;
+}
+
+// Runs train_dump on a golden case with its adapter and 3 AdamW steps, and checks every group
+// against the goldens (lora.adamw.final.* by check_adamw_against_golden).
+void check_train_case(const std::string& c, size_t adamw_tensors) {
+  const std::string dir = train_case(c);
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  Context ctx(2);
+  TrainDumpOptions o;
+  o.model = dir;
+  o.lora_dir = dir + "/lora_adapter";
+  o.adamw_steps = 3;  // golden.json lora.adamw: torch.optim.AdamW defaults but weight_decay 0.01 (also the default)
+  std::vector<NamedTensor> all = train_dump(ctx, o, *golden), ours, adamw;
+  const std::map<std::string, double> spread = kernel_spread(o, *golden, all);
+  for (NamedTensor& t : all) (t.name.rfind("lora.adamw.final.", 0) == 0 ? adamw : ours).push_back(std::move(t));
+  check_against_golden(ours, *golden,
+                       {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
+                        "lora.adamw.losses_before_step", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen",
+                        "dpo.rejected", "dpo.grad.", "grpo.loss", "grpo.advantages", "grpo.per_token",
+                        "grpo.entropies", "grpo.coef_1", "grpo.grad."},
+                       spread);
+  check_adamw_against_golden(adamw, *golden, adamw_tensors);
+}
+
+TEST(TrainGolden, LlamaSftLoraAdamW) {
+  const std::string dir = train_case("llama");
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  Context ctx(2);
+  TrainDumpOptions o;
+  o.model = dir;
+  o.lora_dir = dir + "/lora_adapter";
+  o.adamw_steps = 3;  // golden.json lora.adamw: torch.optim.AdamW defaults but weight_decay 0.01 (also the default)
+  const auto ours = train_dump(ctx, o, *golden);
+  check_against_golden(ours, *golden,
+                       {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
+                        "lora.adamw.", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen", "dpo.rejected", "dpo.grad.",
+                        "grpo.loss", "grpo.advantages", "grpo.per_token", "grpo.entropies", "grpo.coef_1",
+                        "grpo.grad."});
+}
+
+TEST(TrainGolden, Gemma4TextSftLoraDpoGrpo) {
+  // PLE, q/k/v norms, sliding and global layers with their own head sizes, KV sharing (the shared
+  // layers' K/V gradient reaches the source layer), double-wide MLP, layer scalars, soft-capping,
+  // tied embeddings.
+  check_train_case("gemma4_text", 72);  // 36 adapted modules, A and B
+}
+
+TEST(TrainGolden, Gemma4VisionAudioSftLoraDpoGrpo) {
+  // Gemma4ForConditionalGeneration: the text decoder above with the vision tower's and audio tower's
+  // soft tokens in place of their placeholders (two images, one with padding patches; one clip),
+  // clamped linears in both towers, 2-D RoPE and pooling in vision, the Conformer (subsampling
+  // convs, chunked relative-position attention, light conv) in audio; LoRA on all three.
+  check_train_case("gemma4", 2 * (36 + 14 + 6));  // adapted modules: 36 decoder, 14 vision, 6 audio
 }
 
 TEST(TrainGolden, Gemma4TextKEqVAgainstInferenceAndFiniteDifferences) {

@@ -1,6 +1,7 @@
 // edgevl train sft|dpo|grpo: LoRA post-training on the user's own data (TRL's dataset formats as
 // JSONL), with checkpoints, --resume, evaluation on a held-out split and a progress line.
 #include <memory>
+#include <regex>
 #include <string>
 
 #include "cli/commands.h"
@@ -60,6 +61,9 @@ void add_method(CLI::App& parent, train::Method method, const char* name, const 
       ->check(CLI::Range(0.0, 0.95))
       ->capture_default_str();
   cmd->add_option("--target-modules", *targets, "Comma-separated module names the adapters go on")->capture_default_str();
+  cmd->add_option("--target-regex", o->lora.target_regex,
+                  "Instead of --target-modules: a regex the whole module name must match (PEFT's string form), "
+                  "e.g. '.*vision_tower.*_proj\\.linear' for the Gemma 4 vision tower's projections");
   cmd->add_flag("--no-progress", [o](int64_t) { o->progress = false; }, "No live progress line");
   add_thread_option(cmd, o->threads);
   if (method == train::Method::Sft)
@@ -89,7 +93,14 @@ void add_method(CLI::App& parent, train::Method method, const char* name, const 
       if (b > a) o->lora.target_modules.push_back(t.substr(a, b - a));
       a = b + 1;
     }
-    EV_CHECK(!o->lora.target_modules.empty(), "train: --target-modules is empty");
+    EV_CHECK(!o->lora.target_modules.empty() || !o->lora.target_regex.empty(), "train: --target-modules is empty");
+    if (!o->lora.target_regex.empty()) {
+      try {
+        std::regex check(o->lora.target_regex);
+      } catch (const std::regex_error& e) {
+        fail("train: --target-regex '", o->lora.target_regex, "' is not a valid regex: ", e.what());
+      }
+    }
     train::train(*o);
   });
 }

@@ -66,6 +66,8 @@ class WeightLoader {
   // Every weight load_table filled, by its Hugging Face name whatever the file format (adapters
   // name modules that way). The pointers are the family's slots: valid while those stay put.
   const std::map<std::string, WeightRef*>& by_hf_name() const { return by_hf_name_; }
+  // Adds a weight loaded outside load_table (`hf` a pattern as in the tables, {L} = layer).
+  void remember(const char* hf, int64_t layer, WeightRef* w) { by_hf_name_[hf_name(hf, layer)] = w; }
 
   // Checkpoints that nest a decoder inside a multimodal model (Gemma4ForConditionalGeneration keeps
   // it under "model.language_model.") name its weights under another prefix: HF names that start

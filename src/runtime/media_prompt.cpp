@@ -37,23 +37,25 @@ nlohmann::json processor_json(const std::string& folder, std::string& name) {
 
 }  // namespace
 
-MediaProcessor::MediaProcessor(const CausalLM& model, const MediaOptions& opt) : model_(model), opt_(opt) {
-  vision_ = model.has_vision();
-  audio_ = model.has_audio();
+MediaProcessor::MediaProcessor(const CausalLM& model, const MediaOptions& opt)
+    : MediaProcessor(model.source(), model.info().family, model.has_vision(), model.has_audio(), opt) {}
+
+MediaProcessor::MediaProcessor(const ModelSource& src, const std::string& family, bool vision, bool audio,
+                               const MediaOptions& opt)
+    : src_(src), opt_(opt), vision_(vision), audio_(audio) {
   if (!vision_ && !audio_) return;
-  EV_CHECK(model.info().family == "gemma4", model.source().path(), ": media preprocessing for the ",
-           model.info().family, " family is not implemented");
+  EV_CHECK(family == "gemma4", src.path(), ": media preprocessing for the ", family, " family is not implemented");
   std::string name;
-  const nlohmann::json j = model.source().is_gguf() ? nlohmann::json() : processor_json(model.source().path(), name);
+  const nlohmann::json j = src.is_gguf() ? nlohmann::json() : processor_json(src.path(), name);
   const bool has_image = j.is_object() && (j.contains("image_processor") || j.contains("patch_size") ||
                                            j.contains("max_soft_tokens") || j.contains("pooling_kernel_size"));
   const bool has_audio = j.is_object() && (j.contains("feature_extractor") || j.contains("feature_size"));
   if (vision_) {
     if (has_image) {
       image_cfg_ = media::Gemma4ImageConfig::from_json(j, name);
-    } else if (!model.source().is_gguf()) {
+    } else if (!src.is_gguf()) {
       // No processor file: the class defaults, with the patch grid of this checkpoint's tower.
-      const HfConfig v = model.source().hf().sub("vision_config");
+      const HfConfig v = src.hf().sub("vision_config");
       image_cfg_.patch_size = (int)v.get_int("patch_size", image_cfg_.patch_size);
       image_cfg_.pooling_kernel_size = (int)v.get_int("pooling_kernel_size", image_cfg_.pooling_kernel_size);
       image_cfg_.max_soft_tokens = (int)v.get_int("default_output_length", image_cfg_.max_soft_tokens);
@@ -69,12 +71,12 @@ MediaProcessor::MediaProcessor(const CausalLM& model, const MediaOptions& opt) :
 }
 
 media::Gemma4ImageFeatures MediaProcessor::preprocess_image(const std::string& path) const {
-  EV_CHECK(vision_, model_.source().path(), ": this model has no vision encoder (images are not supported)");
+  EV_CHECK(vision_, src_.path(), ": this model has no vision encoder (images are not supported)");
   return media::gemma4_preprocess(media::load_image(path), image_cfg_);
 }
 
 media::Gemma4AudioFeatures MediaProcessor::preprocess_audio(const std::vector<std::string>& paths) const {
-  EV_CHECK(audio_, model_.source().path(), ": this model has no audio encoder (audio is not supported)");
+  EV_CHECK(audio_, src_.path(), ": this model has no audio encoder (audio is not supported)");
   std::vector<media::Audio> clips;
   for (const auto& p : paths) clips.push_back(media::load_audio(p, audio_cfg_.sampling_rate));
   std::vector<std::span<const float>> spans;

@@ -36,6 +36,8 @@ struct MediaStats {
 class MediaProcessor {
  public:
   MediaProcessor(const CausalLM& model, const MediaOptions& opt);
+  // Without an inference model (training): `family` and which towers the checkpoint has.
+  MediaProcessor(const ModelSource& src, const std::string& family, bool vision, bool audio, const MediaOptions& opt);
 
   bool images_supported() const { return vision_; }
   bool audio_supported() const { return audio_; }
@@ -46,7 +48,7 @@ class MediaProcessor {
   media::Gemma4AudioFeatures preprocess_audio(const std::vector<std::string>& paths) const;
 
  private:
-  const CausalLM& model_;
+  const ModelSource& src_;
   MediaOptions opt_;
   bool vision_ = false, audio_ = false;
   media::Gemma4ImageConfig image_cfg_;

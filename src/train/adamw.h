@@ -2,7 +2,9 @@
 //   p *= 1 - lr·wd                                   (decoupled weight decay, before the update)
 //   m = lerp(m, g, 1 - β1);  v = β2·v + (1 - β2)·g²
 //   p -= lr / (1 - β1^t) · m / (sqrt(v) / sqrt(1 - β2^t) + eps)
-// with the bias corrections in double, as Python computes them.
+// with the bias corrections in double, as Python computes them. Like torch, each parameter counts
+// its own steps t: a parameter without a gradient in a step (an adapter on a tower the batch did
+// not use: grad None in torch) is not updated and its count stays.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -15,22 +17,19 @@ struct AdamWOptions {
 
 struct AdamWState {
   std::vector<float> m, v;
+  int64_t step = 0;
 };
 
 class AdamW {
  public:
   explicit AdamW(AdamWOptions o = {}) : o_(o) {}
   const AdamWOptions& options() const { return o_; }
-  int64_t steps() const { return step_; }
-  void set_lr(double lr) { o_.lr = lr; }         // learning-rate schedules
-  void set_steps(int64_t n) { step_ = n; }       // resuming from a checkpoint
-  // Starts a new step; then update() each parameter once.
-  void begin_step() { ++step_; }
+  void set_lr(double lr) { o_.lr = lr; }  // learning-rate schedules
+  // One step of one parameter (s.step counts them).
   void update(float* p, const float* g, AdamWState& s, int64_t n) const;
 
  private:
   AdamWOptions o_;
-  int64_t step_ = 0;
 };
 
 }  // namespace edgevl::train

@@ -1,6 +1,7 @@
 #include "train/data.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -32,15 +33,46 @@ void check_messages(const Json& messages) {
     EV_CHECK(m.is_object() && m.contains("role") && m.contains("content"),
              "data: a message must be an object with role and content");
     if (m["content"].is_array())
-      for (const Json& part : m["content"])
-        EV_CHECK(!part.is_object() || part.value("type", "text") == "text",
-                 "data: message parts of type '", part.value("type", ""),
-                 "' (images, audio) have no training forward yet; text parts only");
+      for (const Json& part : m["content"]) {
+        const std::string type = part.is_object() ? part.value("type", "text") : "text";
+        EV_CHECK(type == "text" || type == "image" || type == "audio", "data: message parts of type '", type,
+                 "' are not supported (text, image, audio)");
+      }
   }
+}
+
+bool has_media_parts(const Json& messages) {
+  for (const Json& m : messages)
+    if (m.is_object() && m.contains("content") && m["content"].is_array())
+      for (const Json& part : m["content"])
+        if (part.is_object() && part.value("type", "text") != "text") return true;
+  return false;
 }
 
 void truncate(std::vector<int32_t>& v, int64_t n) {
   if ((int64_t)v.size() > n) v.resize(n);
+}
+
+// Cuts `ids` to at most n tokens without splitting a media block: a block the cut would split is
+// dropped whole (the sequence ends before its begin token), with every later file.
+void truncate_with_media(std::vector<int32_t>& ids, std::vector<MediaRef>& media, int64_t n,
+                         const MediaLoader* loader) {
+  if ((int64_t)ids.size() <= n) return;
+  if (media.empty()) return truncate(ids, n);
+  const MediaTokens t = loader->tokens();
+  size_t kept = 0;
+  for (int64_t i = 0; i < (int64_t)ids.size(); ++i) {
+    const bool begin = ids[i] == t.begin_image || ids[i] == t.begin_audio;
+    if (!begin || kept >= media.size()) continue;
+    const int64_t end = i + 1 + loader->soft_tokens(media[kept]);  // the end token's index
+    if (end >= n) {
+      n = i;
+      break;
+    }
+    ++kept;
+  }
+  ids.resize(std::min<int64_t>(n, ids.size()));
+  media.resize(kept);
 }
 
 }  // namespace
@@ -60,10 +92,66 @@ std::vector<int32_t> DataFormatter::encode(const std::string& s, bool add_specia
   return tok_.encode(s, add_special, /*parse_special=*/true);
 }
 
-std::vector<int32_t> DataFormatter::prompt_ids(const Json& prompt, std::string* rendered) const {
+std::vector<MediaRef> DataFormatter::media_of(const Json& row, const Json& messages) const {
+  std::vector<MediaRef> out;
+  size_t next[2] = {0, 0};
+  for (const Json& m : messages) {
+    if (!m.is_object() || !m.contains("content") || !m["content"].is_array()) continue;
+    for (const Json& part : m["content"]) {
+      const std::string type = part.is_object() ? part.value("type", "text") : "text";
+      if (type != "image" && type != "audio") continue;
+      const bool image = type == "image";
+      EV_CHECK(media_, "data: the row has ", type, " parts but the model takes no ", image ? "images" : "audio",
+               " (a vision-language model with its ", image ? "vision" : "audio", " tower is needed)");
+      std::string path;
+      for (const char* key : {image ? "image" : "audio", "path"})
+        if (part.contains(key) && part[key].is_string()) path = part[key].get<std::string>();
+      if (path.empty()) {
+        // TRL's layout: bare parts take the row's "images" ("audios") entries in order.
+        const char* column = image ? "images" : "audios";
+        size_t& k = next[image ? 0 : 1];
+        EV_CHECK(row.contains(column) && row[column].is_array() && k < row[column].size() && row[column][k].is_string(),
+                 "data: an ", type, " part names no file (give \"", type, "\": PATH, or a \"", column, "\" list)");
+        path = row[column][k++].get<std::string>();
+      }
+      const std::filesystem::path p(path);
+      out.push_back({image ? MediaRef::Kind::Image : MediaRef::Kind::Audio,
+                     p.is_absolute() || base_dir_.empty() ? path : (std::filesystem::path(base_dir_) / p).string()});
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> DataFormatter::encode_with_media(const std::string& s, const std::vector<MediaRef>& media,
+                                                      bool every_file) const {
+  std::vector<int32_t> ids = encode(s, false);  // the template writes its own BOS
+  if (media.empty()) return ids;
+  const MediaTokens t = media_->tokens();
+  std::vector<int32_t> out;
+  size_t k = 0;
+  for (int32_t id : ids) {
+    const bool image = id == t.image, audio = id == t.audio;
+    if (!image && !audio) {
+      out.push_back(id);
+      continue;
+    }
+    EV_CHECK(k < media.size() && (media[k].kind == MediaRef::Kind::Image) == image, "data: the chat template wrote ",
+             image ? "an image" : "an audio", " placeholder where the row has no such part");
+    out.push_back(image ? t.begin_image : t.begin_audio);
+    out.insert(out.end(), media_->soft_tokens(media[k++]), id);
+    out.push_back(image ? t.end_image : t.end_audio);
+  }
+  EV_CHECK(!every_file || k == media.size(), "data: the row has ", media.size(), " media parts but the chat template ",
+           "wrote ", k, " placeholders (does it render image/audio content parts?)");
+  return out;
+}
+
+std::vector<int32_t> DataFormatter::prompt_ids(const Json& row, const Json& prompt, std::string* rendered,
+                                               std::vector<MediaRef>* media) const {
   if (conversational(prompt)) {
     *rendered = render(prompt, true);
-    return encode(*rendered, false);  // the template writes its own BOS
+    *media = media_of(row, prompt);
+    return encode_with_media(*rendered, *media, true);
   }
   EV_CHECK(prompt.is_string(), "data: \"prompt\" must be a string or a list of messages");
   return encode(prompt.get<std::string>(), true);
@@ -73,6 +161,7 @@ std::vector<int32_t> DataFormatter::completion_ids(const Json& prompt, const std
                                                    const Json& completion) const {
   if (conversational(completion)) {
     EV_CHECK(conversational(prompt), "data: a conversational completion needs a conversational prompt");
+    EV_CHECK(!has_media_parts(completion), "data: media parts belong in the prompt, not in a completion");
     Json all = prompt;
     for (const Json& m : completion) all.push_back(m);
     const std::string full = render(all, false);
@@ -91,7 +180,8 @@ SftExample DataFormatter::sft(const Json& row) const {
   if (row.contains("messages")) {
     const Json& msgs = row["messages"];
     EV_CHECK(msgs.is_array() && !msgs.empty(), "data: \"messages\" must be a non-empty list");
-    e.ids = encode(render(msgs, false), false);
+    e.media = media_of(row, msgs);
+    e.ids = encode_with_media(render(msgs, false), e.media, true);
     e.loss.assign(e.ids.size(), o_.completion_only_loss ? 0 : 1);
     if (o_.completion_only_loss) {
       // Each assistant turn: the tokens between the conversation up to it (with the generation
@@ -99,10 +189,10 @@ SftExample DataFormatter::sft(const Json& row) const {
       Json prefix = Json::array();
       for (const Json& m : msgs) {
         if (m.value("role", "") == "assistant") {
-          const size_t a = encode(render(prefix, true), false).size();
+          const size_t a = encode_with_media(render(prefix, true), e.media, false).size();
           Json upto = prefix;
           upto.push_back(m);
-          const size_t b = std::min(encode(render(upto, false), false).size(), e.ids.size());
+          const size_t b = std::min(encode_with_media(render(upto, false), e.media, false).size(), e.ids.size());
           for (size_t i = a; i < b; ++i) e.loss[i] = 1;
         }
         prefix.push_back(m);
@@ -110,7 +200,7 @@ SftExample DataFormatter::sft(const Json& row) const {
     }
   } else if (row.contains("prompt") && row.contains("completion")) {
     std::string rendered;
-    e.ids = prompt_ids(row["prompt"], &rendered);
+    e.ids = prompt_ids(row, row["prompt"], &rendered, &e.media);
     const auto c = completion_ids(row["prompt"], rendered, row["completion"]);
     e.loss.assign(e.ids.size(), o_.completion_only_loss ? 0 : 1);
     e.ids.insert(e.ids.end(), c.begin(), c.end());
@@ -123,7 +213,7 @@ SftExample DataFormatter::sft(const Json& row) const {
   } else {
     fail("data: an SFT row needs \"messages\", \"prompt\" + \"completion\", or \"text\"");
   }
-  truncate(e.ids, o_.max_length);
+  truncate_with_media(e.ids, e.media, o_.max_length, media_);
   e.loss.resize(e.ids.size());
   return e;
 }
@@ -133,11 +223,11 @@ PreferenceExample DataFormatter::preference(const Json& row) const {
            "data: a preference row needs \"prompt\", \"chosen\" and \"rejected\"");
   PreferenceExample e;
   std::string rendered;
-  e.prompt = prompt_ids(row["prompt"], &rendered);
+  e.prompt = prompt_ids(row, row["prompt"], &rendered, &e.media);
   e.chosen = completion_ids(row["prompt"], rendered, row["chosen"]);
   e.rejected = completion_ids(row["prompt"], rendered, row["rejected"]);
   // TRL (truncation_mode keep_start) cuts the whole sequence at max_length.
-  truncate(e.prompt, o_.max_length - 1);
+  truncate_with_media(e.prompt, e.media, o_.max_length - 1, media_);
   truncate(e.chosen, o_.max_length - (int64_t)e.prompt.size());
   truncate(e.rejected, o_.max_length - (int64_t)e.prompt.size());
   return e;
@@ -147,14 +237,24 @@ PromptExample DataFormatter::prompt(const Json& row) const {
   EV_CHECK(row.contains("prompt"), "data: a GRPO row needs \"prompt\"");
   PromptExample e;
   std::string rendered;
-  e.prompt = prompt_ids(row["prompt"], &rendered);
+  std::vector<MediaRef> media;
+  e.prompt = prompt_ids(row, row["prompt"], &rendered, &media);
+  EV_CHECK(media.empty(), "data: GRPO prompts with images or audio are not supported yet (sampling runs on text ",
+           "prompts); SFT and DPO rows may have them");
   EV_CHECK(!e.prompt.empty(), "data: empty prompt");
   truncate(e.prompt, o_.max_length - 1);
   e.row = row;
   return e;
 }
 
-Batch collate_sft(const std::vector<const SftExample*>& rows) {
+namespace {
+void append_media(const std::vector<MediaRef>& media, const MediaLoader* loader, Batch& b) {
+  EV_CHECK(media.empty() || loader, "data: rows with media need the model's media loader");
+  for (const MediaRef& m : media) loader->append(m, b);
+}
+}  // namespace
+
+Batch collate_sft(const std::vector<const SftExample*>& rows, const MediaLoader* media) {
   Batch b;
   b.B = (int64_t)rows.size();
   for (const SftExample* r : rows) b.T = std::max<int64_t>(b.T, (int64_t)r->ids.size());
@@ -167,10 +267,11 @@ Batch collate_sft(const std::vector<const SftExample*>& rows) {
       b.attention_mask[i * b.T + t] = 1;
       if (rows[i]->loss[t]) b.labels[i * b.T + t] = rows[i]->ids[t];
     }
+  for (const SftExample* r : rows) append_media(r->media, media, b);
   return b;
 }
 
-PreferenceBatch collate_preference(const std::vector<const PreferenceExample*>& rows) {
+PreferenceBatch collate_preference(const std::vector<const PreferenceExample*>& rows, const MediaLoader* media) {
   PreferenceBatch p;
   Batch& b = p.rows;
   const int64_t n = (int64_t)rows.size();
@@ -195,6 +296,7 @@ PreferenceBatch collate_preference(const std::vector<const PreferenceExample*>& 
       p.completion_mask[i * b.T + t++] = 1;
     }
   }
+  for (int64_t i = 0; i < b.B; ++i) append_media(rows[i % n]->media, media, b);
   return p;
 }
 

@@ -7,6 +7,13 @@
 // A prompt/completion may be a string or a list of messages (conversational), as in TRL:
 // conversational rows go through the model's chat template, plain strings are tokenized with the
 // tokenizer's own special tokens and an EOS closes every completion.
+// Vision-language models take images and audio in conversational rows, as content parts:
+//   {"type": "image", "image": "photo.jpg"}   (also "path"; a bare {"type": "image"} takes the next
+//                                               entry of the row's "images" list, TRL's layout)
+//   {"type": "audio", "audio": "clip.wav"}    (also "path", or the row's "audios" list)
+// Relative paths are relative to the JSONL file's folder. The chat template writes one
+// placeholder per part, which expands into begin + one slot per soft token + end, as the model's
+// processor does; the files are preprocessed when their batch is collated.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -15,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/model.h"
 #include "text/chat_template.h"
 #include "text/tokenizer.h"
 #include "train/steps.h"
@@ -26,12 +34,32 @@ using Json = nlohmann::ordered_json;
 // Every line of a JSONL file (blank lines skipped); errors name the file and line.
 std::vector<Json> read_jsonl(const std::string& path);
 
+// A media file of a row, in the order of its placeholder in the row's tokens.
+struct MediaRef {
+  enum class Kind { Image, Audio };
+  Kind kind = Kind::Image;
+  std::string path;
+};
+
+// A model's media processors as the data pipeline needs them (trainers/ implements it over the
+// runtime's MediaProcessor): placeholder ids, the soft tokens a file becomes, and the file's
+// preprocessed tower input appended to a batch.
+class MediaLoader {
+ public:
+  virtual ~MediaLoader() = default;
+  virtual MediaTokens tokens() const = 0;
+  virtual int64_t soft_tokens(const MediaRef& m) const = 0;
+  virtual void append(const MediaRef& m, Batch& b) const = 0;
+};
+
 struct SftExample {
   std::vector<int32_t> ids;
-  std::vector<uint8_t> loss;  // 1 = the loss counts this token
+  std::vector<uint8_t> loss;    // 1 = the loss counts this token
+  std::vector<MediaRef> media;  // in placeholder order
 };
 struct PreferenceExample {
   std::vector<int32_t> prompt, chosen, rejected;
+  std::vector<MediaRef> media;  // the prompt's, shared by both completions
 };
 struct PromptExample {
   std::vector<int32_t> prompt;
@@ -47,6 +75,12 @@ class DataFormatter {
  public:
   // `tmpl` may be absent: then conversational rows are an error.
   DataFormatter(const text::Tokenizer& tok, std::optional<text::ChatTemplate> tmpl, FormatOptions o = {});
+  // Media parts need the model's processors (null: rows with media are an error); relative paths
+  // resolve against `base_dir`. The loader must outlive the formatter.
+  void set_media(const MediaLoader* media, std::string base_dir) {
+    media_ = media;
+    base_dir_ = std::move(base_dir);
+  }
   SftExample sft(const Json& row) const;
   PreferenceExample preference(const Json& row) const;
   PromptExample prompt(const Json& row) const;
@@ -55,8 +89,15 @@ class DataFormatter {
  private:
   std::string render(const Json& messages, bool add_generation_prompt) const;
   std::vector<int32_t> encode(const std::string& s, bool add_special) const;
-  // Prompt tokens of a row's "prompt" (string or messages) and its text when conversational.
-  std::vector<int32_t> prompt_ids(const Json& prompt, std::string* rendered) const;
+  // The media parts of messages, in order (errors when the model takes none of them).
+  std::vector<MediaRef> media_of(const Json& row, const Json& messages) const;
+  // Tokens of a rendered conversation with its first placeholders expanded for `media` (a
+  // conversation prefix may hold fewer placeholders than the whole row has files).
+  std::vector<int32_t> encode_with_media(const std::string& s, const std::vector<MediaRef>& media,
+                                         bool every_file) const;
+  // Prompt tokens of a row's "prompt" (string or messages), its text and media when conversational.
+  std::vector<int32_t> prompt_ids(const Json& row, const Json& prompt, std::string* rendered,
+                                  std::vector<MediaRef>* media) const;
   // Completion tokens following a prompt: conversational ones are the template's rendering of
   // prompt + completion minus the prompt's rendering; plain strings get EOS appended.
   std::vector<int32_t> completion_ids(const Json& prompt, const std::string& rendered_prompt,
@@ -65,11 +106,15 @@ class DataFormatter {
   const text::Tokenizer& tok_;
   std::optional<text::ChatTemplate> tmpl_;
   FormatOptions o_;
+  const MediaLoader* media_ = nullptr;
+  std::string base_dir_;
 };
 
-// Right-padded batches (attention mask 0 and label -100 on padding).
-Batch collate_sft(const std::vector<const SftExample*>& rows);
+// Right-padded batches (attention mask 0 and label -100 on padding). Rows with media need the
+// loader that formatted them.
+Batch collate_sft(const std::vector<const SftExample*>& rows, const MediaLoader* media = nullptr);
 // Rows [prompt_i + chosen_i ..., prompt_i + rejected_i ...] as DataCollatorForPreference stacks them.
-PreferenceBatch collate_preference(const std::vector<const PreferenceExample*>& rows);
+PreferenceBatch collate_preference(const std::vector<const PreferenceExample*>& rows,
+                                   const MediaLoader* media = nullptr);
 
 }  // namespace edgevl::train

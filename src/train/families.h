@@ -8,6 +8,7 @@
 namespace edgevl::train {
 
 std::unique_ptr<TrainableLM> make_llama_trainable(std::unique_ptr<ModelSource> src);
-std::unique_ptr<TrainableLM> make_gemma4_text_trainable(std::unique_ptr<ModelSource> src);
+// Gemma4ForCausalLM, or Gemma4ForConditionalGeneration with its vision and audio towers.
+std::unique_ptr<TrainableLM> make_gemma4_trainable(std::unique_ptr<ModelSource> src);
 
 }  // namespace edgevl::train

@@ -13,15 +13,23 @@
 //  - layer_scalar multiplies the residual stream (a buffer in HF: no gradient);
 //  - KV sharing: a shared layer attends to an earlier layer's keys/values, so its attention
 //    gradient for K/V goes to that layer (shared layers have no k/v weights, hence no gradient).
+// The vision-language model (HF Gemma4ForConditionalGeneration) wraps the same decoder: the soft
+// tokens of its vision and audio towers (train/gemma4_vision.h, train/gemma4_audio.h) replace the
+// placeholder tokens' embeddings, and their gradient at those rows flows back into the towers.
+// Both embedding tables have padding_idx = pad_token_id (no gradient into that row), and the
+// placeholders are looked up as the pad id, as HF does.
 #include <array>
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
 #include "models/common/decoder.h"
+#include "models/gemma4/gemma4.h"
 #include "models/gemma4/gemma4_config.h"
 #include "models/gemma4/gemma4_tables.h"
 #include "train/families.h"
+#include "train/gemma4_audio.h"
+#include "train/gemma4_vision.h"
 #include "train/grad_ops.h"
 #include "train/model.h"
 
@@ -57,17 +65,20 @@ void zero(Tensor& t) { std::fill(t.vec().begin(), t.vec().end(), 0.0f); }
 
 class Gemma4Train final : public TrainableLM {
  public:
-  Gemma4Train(std::unique_ptr<ModelSource> src, Gemma4TextConfig cfg)
+  // `lm` is where the decoder's HF names live: "model." (Gemma4ForCausalLM) or
+  // "model.language_model." (Gemma4ForConditionalGeneration).
+  Gemma4Train(std::unique_ptr<ModelSource> src, Gemma4TextConfig cfg, const std::string& lm)
       : src_(std::move(src)), cfg_(std::move(cfg)), loader_(*src_) {
     const Gemma4TextConfig& c = cfg_;
     EV_CHECK(!c.moe(), src_->path(), ": the Gemma 4 mixture of experts has no training forward yet");
+    if (lm != "model.") loader_.set_hf_prefix("model.", lm);
     load_gemma4_text_weights(loader_, c, w_);
     make_gemma4_ropes(c, w_, rope_sliding_, rope_global_);
 
     proj_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       Gemma4LayerWeights& w = w_.layers[l];
-      const std::string p = "model.layers." + std::to_string(l);
+      const std::string p = lm + "layers." + std::to_string(l);
       auto& pr = proj_[l];
       pr[kQ] = linear(p + ".self_attn.q_proj", &w.q);
       pr[kK] = linear(p + ".self_attn.k_proj", &w.k);  // empty in KV-shared layers
@@ -79,9 +90,26 @@ class Gemma4Train final : public TrainableLM {
       pr[kPleGate] = linear(p + ".per_layer_input_gate", &w.ple_gate);
       pr[kPleProj] = linear(p + ".per_layer_projection", &w.ple_proj);
     }
-    ple_model_proj_ = linear("model.per_layer_model_projection", &w_.ple_model_proj);
+    ple_model_proj_ = linear(lm + "per_layer_model_projection", &w_.ple_model_proj);
     lm_head_ = linear("lm_head", &w_.lm_head);
     acts_.resize(c.n_layers);
+  }
+
+  // The towers of a Gemma4ForConditionalGeneration config (`top`) and its placeholder ids.
+  void attach_media(const HfConfig& top) {
+    const MediaTokens ids = gemma4_media_tokens(top);
+    image_id_ = ids.image;
+    audio_id_ = ids.audio;
+    video_id_ = (int32_t)top.get_int("video_token_id", -1);
+    if (top.has("vision_config"))
+      vision_ = std::make_unique<Gemma4VisionTrain>(*src_, gemma4_vision_config_from_hf(top.sub("vision_config")),
+                                                    cfg_.hidden);
+    if (top.has("audio_config"))
+      audio_ = std::make_unique<Gemma4AudioTrain>(*src_, gemma4_audio_config_from_hf(top.sub("audio_config")),
+                                                  cfg_.hidden);
+  }
+  void match_hf_eager_attention(bool on) override {
+    if (audio_) audio_->set_hf_eager_mask(on);
   }
 
   void forward(Context& ctx, const Batch& b) override;
@@ -92,16 +120,22 @@ class Gemma4Train final : public TrainableLM {
   // The projections present in this checkpoint (lm_head excluded, as PEFT's all-linear does).
   std::vector<TrainLinear*> adaptable_linears() override {
     std::vector<TrainLinear*> v;
+    if (vision_) v = vision_->adaptable_linears();
     for (auto& layer : proj_)
       for (TrainLinear& p : layer)
         if (!p.w->empty()) v.push_back(&p);
     if (!ple_model_proj_.w->empty()) v.push_back(&ple_model_proj_);
+    if (audio_)
+      for (TrainLinear* p : audio_->adaptable_linears()) v.push_back(p);
     return v;
   }
 
   void on_enable_base_grads() override {
-    // In HF's parameter order: embeddings, PLE model-level weights, each layer, final norm. The
-    // tied lm_head shares embed_tokens' entry; layer_scalar is a buffer (no gradient).
+    // In HF's parameter order: the vision tower, then the decoder's embeddings, PLE model-level
+    // weights, each layer, final norm, then the audio tower. The tied lm_head shares
+    // embed_tokens' entry; layer_scalar is a buffer (no gradient).
+    const auto slot = [this](const WeightRef& w) { return param(w); };
+    if (vision_) vision_->enable_base_grads(slot);
     grad_of(w_.embed);
     grad_of(w_.ple_embed);
     bind(ple_model_proj_);
@@ -116,6 +150,19 @@ class Gemma4Train final : public TrainableLM {
     }
     grad_of(w_.final_norm);
     bind(lm_head_);
+    if (audio_) audio_->enable_base_grads(slot);
+  }
+
+  void find_placeholders(const Batch& b);
+  void merge_media(Context& ctx, const Batch& b);
+  void media_backward(Context& ctx, const Tensor& dx0);
+  // Whether a tower's backward has anything to compute: base gradients, or an adapter on it.
+  template <class Tower>
+  bool trains(Tower& tower) {
+    if (base_grads_) return true;
+    for (TrainLinear* p : tower.adaptable_linears())
+      if (p->lora) return true;
+    return false;
   }
 
   // The gradient buffer of a norm weight (null: frozen or no weight).
@@ -165,7 +212,83 @@ class Gemma4Train final : public TrainableLM {
   // layers add theirs into their source's), and d/d(PLE inputs).
   std::vector<Tensor> dk_, dv_;
   Tensor dple_;
+
+  // Vision-language model: the towers, the placeholder ids, and of the last forward the ids as the
+  // decoder looks them up (placeholders as the pad id) and the rows the soft tokens took.
+  std::unique_ptr<Gemma4VisionTrain> vision_;
+  std::unique_ptr<Gemma4AudioTrain> audio_;
+  int32_t image_id_ = -1, audio_id_ = -1, video_id_ = -1;
+  std::vector<int32_t> lookup_ids_;
+  std::vector<int64_t> image_rows_, audio_rows_;
 };
+
+// Gemma4Model.forward's merge, first half: every placeholder id becomes the pad id for the
+// embedding lookups.
+void Gemma4Train::find_placeholders(const Batch& b) {
+  const int64_t N = b.B * b.T;
+  lookup_ids_ = b.input_ids;
+  image_rows_.clear();
+  audio_rows_.clear();
+  for (int64_t t = 0; t < N; ++t) {
+    const int32_t id = b.input_ids[t];
+    if (id < 0 || (id != image_id_ && id != audio_id_ && id != video_id_)) continue;
+    EV_CHECK(id != video_id_, "train: video inputs are not supported (the batch has video placeholders)");
+    (id == image_id_ ? image_rows_ : audio_rows_).push_back(t);
+    lookup_ids_[t] = cfg_.pad_id;
+  }
+}
+
+// Second half: each image's (clip's) soft tokens replace its placeholders' embeddings in reading
+// order (masked_scatter), unscaled.
+void Gemma4Train::merge_media(Context& ctx, const Batch& b) {
+  const int64_t D = cfg_.hidden;
+  auto fill = [&](const char* what, const std::vector<int64_t>& rows, const Tensor& soft) {
+    EV_CHECK(soft.dim(0) == (int64_t)rows.size(), "train: the batch's ", what, " give ", soft.dim(0),
+             " soft tokens for ", rows.size(), " placeholders");
+    for (size_t i = 0; i < rows.size(); ++i) std::memcpy(x0_.row(rows[i]), soft.row(i), D * sizeof(float));
+  };
+  Tensor soft;
+  if (!b.images.empty()) {
+    EV_CHECK(vision_, src_->path(), ": the batch has images but the model has no vision tower");
+    std::vector<VisionImage> images;
+    for (const BatchImage& im : b.images) {
+      EV_CHECK(im.n_patches > 0 && (int64_t)im.positions.size() == 2 * im.n_patches &&
+                   (int64_t)im.pixels.size() == im.n_patches * vision_->config().patch_values(),
+               "train: an image's pixel values or positions disagree with its ", im.n_patches, " patches");
+      images.push_back({im.pixels.data(), im.positions.data(), im.n_patches});
+    }
+    vision_->forward(ctx, images, soft);
+    fill("images", image_rows_, soft);
+  } else {
+    EV_CHECK(image_rows_.empty(), "train: the batch has ", image_rows_.size(), " image placeholders but no images");
+  }
+  if (!b.audio.empty()) {
+    EV_CHECK(audio_, src_->path(), ": the batch has audio but the model has no audio tower");
+    std::vector<AudioClip> clips;
+    for (const BatchAudio& a : b.audio) {
+      EV_CHECK(a.frames > 0 && (int64_t)a.features.size() == a.frames * audio_->config().n_mel &&
+                   (a.mask.empty() || (int64_t)a.mask.size() == a.frames),
+               "train: an audio clip's features or mask disagree with its ", a.frames, " frames");
+      clips.push_back({a.features.data(), a.mask.empty() ? nullptr : a.mask.data(), a.frames});
+    }
+    audio_->forward(ctx, clips, soft);
+    fill("audio clips", audio_rows_, soft);
+  } else {
+    EV_CHECK(audio_rows_.empty(), "train: the batch has ", audio_rows_.size(), " audio placeholders but no audio");
+  }
+}
+
+// d loss / d (soft tokens) is d loss / d x0 at their rows.
+void Gemma4Train::media_backward(Context& ctx, const Tensor& dx0) {
+  const int64_t D = cfg_.hidden;
+  auto gather = [&](const std::vector<int64_t>& rows) {
+    Tensor d({(int64_t)rows.size(), D});
+    for (size_t i = 0; i < rows.size(); ++i) std::memcpy(d.row(i), dx0.row(rows[i]), D * sizeof(float));
+    return d;
+  };
+  if (!batch_.images.empty() && trains(*vision_)) vision_->backward(ctx, gather(image_rows_));
+  if (!batch_.audio.empty() && trains(*audio_)) audio_->backward(ctx, gather(audio_rows_));
+}
 
 // HF Gemma4TextModel.forward (position_ids = arange(T) per row, the padding mask on keys) +
 // lm_head + final soft-capping.
@@ -177,10 +300,12 @@ void Gemma4Train::forward(Context& ctx, const Batch& b) {
            "train: batch tensors disagree with its shape [", b.B, ", ", b.T, "]");
   batch_ = b;
 
-  // Gemma4TextScaledWordEmbedding: E[id] * sqrt(hidden).
+  // Gemma4TextScaledWordEmbedding: E[id] * sqrt(hidden); then the media's soft tokens.
   resize(x0_, N, D);
-  embed_tokens(w_.embed, b.input_ids, x0_.data());
+  find_placeholders(b);
+  embed_tokens(w_.embed, lookup_ids_, x0_.data());
   ops::scale(x0_.data(), (float)std::sqrt((double)D), N * D);
+  merge_media(ctx, b);
   if (P > 0) {
     // Per-layer inputs [N, L*P]: (RMSNorm(proj(x0) / sqrt(hidden)) + E_ple[id] * sqrt(P)) / sqrt(2).
     resize(ple_p_, N, L * P);
@@ -191,7 +316,7 @@ void Gemma4Train::forward(Context& ctx, const Batch& b) {
     rms_norm_forward(ple_p_.data(), w_.ple_proj_norm.f32(), ple_.data(), rstd_ple_.data(), N * L, P, c.rms_eps);
     std::vector<float> row(L * P);
     for (int64_t t = 0; t < N; ++t) {
-      const int32_t id = b.input_ids[t];
+      const int32_t id = lookup_ids_[t];
       EV_CHECK(id >= 0 && id < c.ple_vocab, "token id ", id, " is outside the per-layer vocabulary (", c.ple_vocab,
                " entries)");
       ops::embedding_row(w_.ple_embed, id, row.data());
@@ -343,7 +468,7 @@ void Gemma4Train::backward(Context& ctx, const Tensor& dlogits) {
     if (base_grads_) {
       Tensor dtok = dple_;
       ops::scale(dtok.data(), (float)(std::sqrt((double)P) / std::sqrt(2.0)), N * L * P);
-      embedding_backward(batch_.input_ids.data(), N, dtok.data(), param(w_.ple_embed)->grad.data(), L * P);
+      embedding_backward(lookup_ids_.data(), N, dtok.data(), param(w_.ple_embed)->grad.data(), L * P, c.pad_id);
     }
     ops::scale(dple_.data(), inv_sqrt2, N * L * P);
     Tensor dp({N, L * P});
@@ -353,9 +478,10 @@ void Gemma4Train::backward(Context& ctx, const Tensor& dlogits) {
     ops::scale(dp.data(), (float)(1.0 / std::sqrt((double)D)), N * L * P);
     ple_model_proj_.backward(ctx, x0_.data(), dp.data(), N, dx.data());
   }
+  media_backward(ctx, dx);
   if (base_grads_) {
     ops::scale(dx.data(), (float)std::sqrt((double)D), N * D);
-    embedding_backward(batch_.input_ids.data(), N, dx.data(), param(w_.embed)->grad.data(), D);
+    embedding_backward(lookup_ids_.data(), N, dx.data(), param(w_.embed)->grad.data(), D, c.pad_id);
   }
 }
 
@@ -437,10 +563,17 @@ void Gemma4Train::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
 
 }  // namespace
 
-std::unique_ptr<TrainableLM> make_gemma4_text_trainable(std::unique_ptr<ModelSource> src) {
-  Gemma4TextConfig cfg =
-      src->is_gguf() ? gemma4_text_config_from_gguf(src->gguf()) : gemma4_text_config_from_hf(src->hf());
-  return std::make_unique<Gemma4Train>(std::move(src), std::move(cfg));
+std::unique_ptr<TrainableLM> make_gemma4_trainable(std::unique_ptr<ModelSource> src) {
+  if (src->is_gguf()) {
+    Gemma4TextConfig cfg = gemma4_text_config_from_gguf(src->gguf());
+    return std::make_unique<Gemma4Train>(std::move(src), std::move(cfg), "model.");
+  }
+  const HfConfig top = src->hf();
+  const bool nested = top.get_string("model_type", "") == "gemma4";
+  Gemma4TextConfig cfg = gemma4_text_config_from_hf(nested ? top.sub("text_config") : top);
+  auto m = std::make_unique<Gemma4Train>(std::move(src), std::move(cfg), nested ? "model.language_model." : "model.");
+  if (nested) m->attach_media(top);
+  return m;
 }
 
 }  // namespace edgevl::train

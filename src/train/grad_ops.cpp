@@ -9,8 +9,10 @@
 
 namespace edgevl::train {
 
-void embedding_backward(const int32_t* ids, int64_t n, const float* dx, float* dtable, int64_t D) {
-  for (int64_t t = 0; t < n; ++t) ops::add(dtable + (int64_t)ids[t] * D, dx + t * D, D);
+void embedding_backward(const int32_t* ids, int64_t n, const float* dx, float* dtable, int64_t D,
+                        int32_t padding_idx) {
+  for (int64_t t = 0; t < n; ++t)
+    if (ids[t] != padding_idx) ops::add(dtable + (int64_t)ids[t] * D, dx + t * D, D);
 }
 
 void rms_norm_forward(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t n, float eps) {
@@ -148,12 +150,18 @@ void attention_forward(const nn::AttentionShape& a, const float* q, const float*
             continue;
           }
           const float* kj = k + (b * T + j) * kw + kh * Dh;
-          float s = 0;
-          for (int64_t d = 0; d < Dh; ++d) s += qi[d] * kj[d];
-          p[j] = s * a.scale;
+          double s = 0;
+          for (int64_t d = 0; d < Dh; ++d) s += (double)qi[d] * kj[d];
+          p[j] = (float)(s * a.scale);
           any = true;
         }
-        if (any) ops::softmax(p, T);
+        if (any) {
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < T; ++j) mx = std::max(mx, p[j]);
+          double z = 0;
+          for (int64_t j = 0; j < T; ++j) z += std::exp((double)p[j] - mx);
+          for (int64_t j = 0; j < T; ++j) p[j] = (float)(std::exp((double)p[j] - mx) / z);
+        }
         else std::fill(p, p + T, 1.0f / T);
         float* o = out + (b * T + i) * qw + h * Dh;
         std::fill(o, o + Dh, 0.0f);
@@ -172,7 +180,7 @@ void attention_backward(const nn::AttentionShape& a, const float* dout, const fl
                         float* dk, float* dv) {
   const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
   const int64_t qw = H * Dh, kw = Hkv * Dh;
-  std::vector<float> dp(T);
+  std::vector<double> dp(T);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t kh = h / group;
@@ -185,8 +193,8 @@ void attention_backward(const nn::AttentionShape& a, const float* dout, const fl
         double sum = 0;
         for (int64_t j = 0; j < T; ++j) {
           const float* vj = v + (b * T + j) * kw + kh * Dh;
-          float s = 0;
-          for (int64_t d = 0; d < Dh; ++d) s += doi[d] * vj[d];
+          double s = 0;
+          for (int64_t d = 0; d < Dh; ++d) s += (double)doi[d] * vj[d];
           dp[j] = s;
           sum += (double)p[j] * s;
           if (p[j] != 0.0f) ops::add_scaled(dv + (b * T + j) * kw + kh * Dh, doi, p[j], Dh);

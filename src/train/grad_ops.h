@@ -16,8 +16,10 @@
 namespace edgevl::train {
 
 // --- embedding (nn.Embedding): forward is models/common embed_tokens --------------------------
-// dtable[ids[t]] += dx[t] for t < n (rows of D).
-void embedding_backward(const int32_t* ids, int64_t n, const float* dx, float* dtable, int64_t D);
+// dtable[ids[t]] += dx[t] for t < n (rows of D), except for ids equal to padding_idx (nn.Embedding's
+// padding_idx: that row gets no gradient).
+void embedding_backward(const int32_t* ids, int64_t n, const float* dx, float* dtable, int64_t D,
+                        int32_t padding_idx = -1);
 
 // --- RMSNorm (HF LlamaRMSNorm: x * rsqrt(mean(x²) + eps) * w) -----------------------------------
 // y = ops::rms_norm(x); rstd[r] = 1/sqrt(mean(x[r]²) + eps) is kept for the backward.

@@ -63,6 +63,7 @@ void LoraPair::forward(Context& ctx, const float* x, int64_t rows, float* u, flo
 }
 
 void LoraPair::backward(Context& ctx, const float* x, const float* u, const float* dy, int64_t rows, float* dx) {
+  has_grad = true;
   std::vector<float> dv(dy, dy + rows * out), du(rows * r, 0.0f);
   ops::scale(dv.data(), scaling, rows * out);
   linear_backward_weight(ctx, dv.data(), u, rows, out, r, dB.data());
@@ -88,6 +89,7 @@ void LoraSet::zero_grad() {
   for (auto& [_, p] : pairs) {
     std::fill(p.dA.begin(), p.dA.end(), 0.0f);
     std::fill(p.dB.begin(), p.dB.end(), 0.0f);
+    p.has_grad = false;
   }
 }
 

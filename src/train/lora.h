@@ -39,6 +39,7 @@ struct LoraPair {
   uint64_t dropout_seed = 0;  // the dropout masks of a forward are a function of this
   std::vector<float> A, B;    // [r, in], [out, r]
   std::vector<float> dA, dB;  // gradients, same shapes
+  bool has_grad = false;      // a backward reached it since zero_grad (torch: grad is not None)
 
   // y[rows, out] += scaling · (x·Aᵀ)·Bᵀ; u [rows, r] = x·Aᵀ is kept for the backward.
   void forward(Context& ctx, const float* x, int64_t rows, float* u, float* y) const;

@@ -98,7 +98,9 @@ BaseParam* TrainableLM::param(const WeightRef& w) {
   auto p = std::make_unique<BaseParam>();
   p->name = w.name;
   p->w = &w;
-  p->grad.assign(w.rows() * w.cols(), 0.0f);
+  int64_t n = 1;  // every element, whatever the rank (the vision position table is [2, N, D])
+  for (int64_t d : w.shape) n *= d;
+  p->grad.assign(n, 0.0f);
   BaseParam* r = p.get();
   params_.push_back(std::move(p));
   by_data_[w.data] = r;
@@ -134,8 +136,8 @@ std::unique_ptr<TrainableLM> open_trainable(const std::string& path) {
   auto src = ModelSource::open(path);
   const std::string arch = src->architecture();
   if (arch == "llama") return make_llama_trainable(std::move(src));
-  if (arch == "gemma4_text" || (arch == "gemma4" && src->is_gguf())) return make_gemma4_text_trainable(std::move(src));
-  fail(path, ": no training forward for architecture '", arch, "' yet (supported: llama, gemma4_text)");
+  if (arch == "gemma4_text" || arch == "gemma4") return make_gemma4_trainable(std::move(src));
+  fail(path, ": no training forward for architecture '", arch, "' yet (supported: llama, gemma4_text, gemma4)");
 }
 
 std::vector<int64_t> shifted_targets(const Batch& b) {

@@ -21,12 +21,31 @@
 
 namespace edgevl::train {
 
-// A right- or left-padded batch as TRL's collators build it (transformers' names).
+// One image as the vision processor lays it out: pixel values [n_patches, 3·p²] in [0, 1] and
+// patch positions [n_patches, 2] as (x, y), (-1, -1) for padding patches.
+struct BatchImage {
+  std::vector<float> pixels;
+  std::vector<int64_t> positions;
+  int64_t n_patches = 0;
+};
+// One audio clip as the feature extractor gives it: log-mel frames [frames, mel bins] and a mask
+// (one byte per frame, nonzero = valid; empty = all valid).
+struct BatchAudio {
+  std::vector<float> features;
+  std::vector<uint8_t> mask;
+  int64_t frames = 0;
+};
+
+// A right- or left-padded batch as TRL's collators build it (transformers' names). A
+// vision-language batch also carries its media, in the order of their placeholder runs in
+// input_ids read row by row: the soft tokens of each image / clip fill its placeholders.
 struct Batch {
   int64_t B = 0, T = 0;
   std::vector<int32_t> input_ids;       // [B*T]
   std::vector<uint8_t> attention_mask;  // [B*T], 0 = padding
   std::vector<int64_t> labels;          // [B*T], kIgnoreIndex (-100) = no loss (prompt, padding)
+  std::vector<BatchImage> images;
+  std::vector<BatchAudio> audio;
 };
 
 // A base-model parameter with its float32 gradient (allocated by enable_base_grads).
@@ -103,6 +122,10 @@ class TrainableLM {
   virtual void set_recompute(bool on) {
     EV_CHECK(!on, "train: this family has no activation checkpointing yet (supported: llama, gemma4_text)");
   }
+
+  // Reproduce HF's eager-attention numerics where they differ from the model as intended (see
+  // CausalLM::match_hf_eager_attention); the golden comparisons turn it on.
+  virtual void match_hf_eager_attention(bool) {}
 
   // Gradients for every base parameter from now on (float32 weights only).
   void enable_base_grads();

@@ -95,6 +95,8 @@ GrpoStepResult grpo_step(Context& ctx, TrainableLM& m, LoraSet& lora, const Grpo
     for (int64_t t = 0; t < C; ++t) scored[i * T + P + t] = 1;  // padding too: masked in the loss
   }
   b.labels.assign(G * T, kIgnoreIndex);
+  b.images = g.images;
+  b.audio = g.audio;
   const auto targets = next_token_targets(b.input_ids, scored, G, T);
   // Next-token rows [G, T] -> completion positions [G, C] (rows P-1 .. P+C-2).
   auto completion_part = [&](const std::vector<float>& v) {

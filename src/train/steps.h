@@ -40,6 +40,8 @@ struct GrpoBatch {
   std::vector<uint8_t> prompt_mask, completion_mask;    // [G*P], [G*C]
   std::vector<float> advantages;                        // [G]
   double num_items = 0;  // completion tokens the loss is normalised by (dapo); 0 = this batch's
+  std::vector<BatchImage> images;  // a vision-language model's media, as in Batch
+  std::vector<BatchAudio> audio;
 };
 struct GrpoStepResult {
   GrpoResult grpo;

@@ -32,6 +32,50 @@ std::vector<int64_t> read_ints(const safetensors::File& f, const std::string& na
   return v;
 }
 
+std::vector<float> read_floats(const safetensors::File& f, const std::string& name, int64_t n) {
+  const TensorRef* t = f.find(name);
+  EV_CHECK(t && t->dtype == DType::F32 && t->numel() == n, f.path(), ": '", name, "' must be F32 with ", n, " values");
+  std::vector<float> v(n);
+  std::memcpy(v.data(), t->data, n * sizeof(float));
+  return v;
+}
+
+// pixel_values + image_position_ids, input_features + input_features_mask under `prefix`.
+void read_media(const safetensors::File& f, const std::string& prefix, std::vector<BatchImage>& images,
+                std::vector<BatchAudio>& audio) {
+  if (const TensorRef* px = f.find(prefix + "pixel_values")) {
+    EV_CHECK(px->shape.size() == 3, f.path(), ": ", prefix, "pixel_values must be [images, patches, values]");
+    const int64_t n = px->shape[0], P = px->shape[1], V = px->shape[2];
+    const std::vector<float> pixels = read_floats(f, prefix + "pixel_values", n * P * V);
+    std::vector<int64_t> shape;
+    const std::vector<int64_t> pos = read_ints(f, prefix + "image_position_ids", shape);
+    EV_CHECK(shape == std::vector<int64_t>({n, P, 2}), f.path(), ": ", prefix, "image_position_ids must be [", n,
+             ", ", P, ", 2]");
+    for (int64_t i = 0; i < n; ++i)
+      images.push_back({std::vector<float>(pixels.begin() + i * P * V, pixels.begin() + (i + 1) * P * V),
+                        std::vector<int64_t>(pos.begin() + i * P * 2, pos.begin() + (i + 1) * P * 2), P});
+  }
+  if (const TensorRef* ft = f.find(prefix + "input_features")) {
+    EV_CHECK(ft->shape.size() == 3, f.path(), ": ", prefix, "input_features must be [clips, frames, mel bins]");
+    const int64_t n = ft->shape[0], F = ft->shape[1], M = ft->shape[2];
+    const std::vector<float> feats = read_floats(f, prefix + "input_features", n * F * M);
+    std::vector<int64_t> mask, shape;
+    if (f.find(prefix + "input_features_mask")) {
+      mask = read_ints(f, prefix + "input_features_mask", shape);
+      EV_CHECK(shape == std::vector<int64_t>({n, F}), f.path(), ": ", prefix, "input_features_mask must be [", n,
+               ", ", F, "]");
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      BatchAudio a;
+      a.features.assign(feats.begin() + i * F * M, feats.begin() + (i + 1) * F * M);
+      if (!mask.empty())
+        for (int64_t t = 0; t < F; ++t) a.mask.push_back(mask[i * F + t] != 0);
+      a.frames = F;
+      audio.push_back(std::move(a));
+    }
+  }
+}
+
 }  // namespace
 
 Batch read_batch(const safetensors::File& f, const std::string& prefix) {
@@ -52,6 +96,7 @@ Batch read_batch(const safetensors::File& f, const std::string& prefix) {
   } else {
     b.attention_mask.assign(ids.size(), 1);
   }
+  read_media(f, prefix, b.images, b.audio);
   return b;
 }
 
@@ -64,14 +109,6 @@ std::vector<uint8_t> read_mask(const safetensors::File& f, const std::string& na
   std::vector<uint8_t> m(v.size());
   for (size_t i = 0; i < v.size(); ++i) m[i] = v[i] != 0;
   return m;
-}
-
-std::vector<float> read_floats(const safetensors::File& f, const std::string& name, int64_t n) {
-  const TensorRef* t = f.find(name);
-  EV_CHECK(t && t->dtype == DType::F32 && t->numel() == n, f.path(), ": '", name, "' must be F32 with ", n, " values");
-  std::vector<float> v(n);
-  std::memcpy(v.data(), t->data, n * sizeof(float));
-  return v;
 }
 
 // Drops the last position of each row: [B, T] -> [B, T-1] (next-token quantities).
@@ -93,6 +130,7 @@ PreferenceBatch read_preference_batch(const safetensors::File& in) {
   b.attention_mask = read_mask(in, "dpo.inputs.attention_mask", shape);
   b.labels.assign(b.B * b.T, kIgnoreIndex);
   p.completion_mask = read_mask(in, "dpo.inputs.completion_mask", shape);
+  read_media(in, "dpo.inputs.", b.images, b.audio);
   return p;
 }
 
@@ -114,6 +152,7 @@ GrpoBatch read_grpo_batch(const safetensors::File& in) {
   const auto items = read_ints(in, "grpo.inputs.num_items_in_batch", s);
   EV_CHECK(items.size() == 1, in.path(), ": grpo.inputs.num_items_in_batch must be a scalar");
   g.num_items = (double)items[0];
+  read_media(in, "grpo.inputs.", g.images, g.audio);
   return g;
 }
 
@@ -132,6 +171,7 @@ std::vector<NamedTensor> train_dump(Context& ctx, const TrainDumpOptions& o, con
   };
   if (o.sft && has_sft) {
     auto m = open_trainable(o.model);
+    m->match_hf_eager_attention(true);
     m->enable_base_grads();
     const float loss = sft_step(ctx, *m, sft_batch);
     out.push_back({"sft.loss", {}, {loss}});
@@ -141,6 +181,7 @@ std::vector<NamedTensor> train_dump(Context& ctx, const TrainDumpOptions& o, con
   if (o.lora_dir.empty()) return out;
 
   auto m = open_trainable(o.model);
+  m->match_hf_eager_attention(true);
   LoraSet lora = LoraSet::load_peft(o.lora_dir, m->linear_modules());
   m->attach_lora(&lora);
   auto each_factor = [&](auto&& fn) {  // PEFT's parameter order: per module, A then B
@@ -149,9 +190,14 @@ std::vector<NamedTensor> train_dump(Context& ctx, const TrainDumpOptions& o, con
       fn(LoraSet::peft_name(module, 'B', "default"), std::vector<int64_t>{p.out, p.r}, p.B, p.dB);
     }
   };
+  // PEFT's parameters whose grad is not None: adapters the last forward and backward reached (not,
+  // say, the audio tower's in a batch without audio).
   auto add_grads = [&](const std::string& prefix) {
-    each_factor([&](const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>&,
-                    const std::vector<float>& g) { out.push_back({prefix + name, shape, g}); });
+    for (auto& [module, p] : lora.pairs) {
+      if (!p.has_grad) continue;
+      out.push_back({prefix + LoraSet::peft_name(module, 'A', "default"), {p.r, p.in}, p.dA});
+      out.push_back({prefix + LoraSet::peft_name(module, 'B', "default"), {p.out, p.r}, p.dB});
+    }
   };
 
   if (has_dpo) {
@@ -202,9 +248,12 @@ std::vector<NamedTensor> train_dump(Context& ctx, const TrainDumpOptions& o, con
         loss = sft_step(ctx, *m, sft_batch);
       }
       losses.push_back(loss);
-      opt.begin_step();
-      each_factor([&](const std::string& name, const std::vector<int64_t>&, std::vector<float>& w,
-                      const std::vector<float>& g) { opt.update(w.data(), g.data(), state[name], (int64_t)w.size()); });
+      for (auto& [module, p] : lora.pairs) {
+        if (!p.has_grad) continue;  // torch skips parameters whose grad is None
+        const std::string a = LoraSet::peft_name(module, 'A', "default"), b = LoraSet::peft_name(module, 'B', "default");
+        opt.update(p.A.data(), p.dA.data(), state[a], (int64_t)p.A.size());
+        opt.update(p.B.data(), p.dB.data(), state[b], (int64_t)p.B.size());
+      }
     }
     out.push_back({"lora.adamw.losses_before_step", {(int64_t)losses.size()}, losses});
     each_factor([&](const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& w,

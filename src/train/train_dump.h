@@ -36,11 +36,15 @@ struct TrainDumpOptions {
   int64_t num_generations = 0;  // GRPO group size for grpo.advantages; 0 = all rows one group
 };
 
-// The SFT batch of a golden/inputs file: `<prefix>input_ids`, `<prefix>labels` (int64/int32) and
-// optional `<prefix>attention_mask` (all ones when absent).
+// The SFT batch of a golden/inputs file: `<prefix>input_ids`, `<prefix>labels` (int64/int32),
+// optional `<prefix>attention_mask` (all ones when absent) and, for a vision-language model, the
+// processors' outputs: `<prefix>pixel_values` [images, patches, 3·p²] with
+// `<prefix>image_position_ids` [images, patches, 2], `<prefix>input_features` [clips, frames, mel]
+// with optional `<prefix>input_features_mask` [clips, frames].
 Batch read_batch(const safetensors::File& f, const std::string& prefix = "sft.inputs.");
 
-// The parts whose inputs `inputs` holds: SFT when it has <sft_prefix>input_ids, DPO when it has
+// The model runs with HF's eager-attention numerics (TrainableLM::match_hf_eager_attention), as the
+// goldens were made. The parts whose inputs `inputs` holds: SFT when it has <sft_prefix>input_ids, DPO when it has
 // dpo.inputs.*, GRPO when it has grpo.inputs.* (the last two need lora_dir).
 std::vector<NamedTensor> train_dump(Context& ctx, const TrainDumpOptions& o, const safetensors::File& inputs);
 

@@ -19,6 +19,7 @@
 #include "runtime/session.h"
 #include "train/grad_ops.h"
 #include "train/steps.h"
+#include "trainers/media_loader.h"
 #include "trainers/rewards.h"
 
 namespace edgevl::train {
@@ -75,6 +76,7 @@ class Trainer {
       tmpl = text::find_chat_template(o_.model);
     }
     format_ = std::make_unique<DataFormatter>(*tokenizer_, tmpl, o_.format);
+    media_ = open_media_loader(o_.model);
     load_data();
     const int64_t per_epoch = (train_rows_.size() + o_.batch_size - 1) / o_.batch_size;
     total_ = o_.max_steps > 0 ? o_.max_steps : (o_.epochs * per_epoch + o_.grad_accum - 1) / o_.grad_accum;
@@ -99,9 +101,12 @@ class Trainer {
   void save_checkpoint(int64_t step);
   int64_t restore_checkpoint();
   nlohmann::json fingerprint() const;
+  // The factors of every adapter this step's backwards reached (torch: grad is not None; an
+  // adapter on a tower the step's batches did not use is neither clipped nor updated).
   template <class Fn>
   void each_factor(Fn&& fn) {
     for (auto& [module, p] : lora_.pairs) {
+      if (!p.has_grad) continue;
       fn(LoraSet::peft_name(module, 'A', "default"), p.A, p.dA);
       fn(LoraSet::peft_name(module, 'B', "default"), p.B, p.dB);
     }
@@ -112,6 +117,7 @@ class Trainer {
   std::unique_ptr<TrainableLM> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   std::unique_ptr<DataFormatter> format_;
+  std::unique_ptr<MediaLoader> media_;  // vision-language models: images / audio in the rows
   LoraSet lora_;
   AdamW opt_;
   std::map<std::string, AdamWState> opt_state_;
@@ -143,12 +149,15 @@ void Trainer::load_data() {
     for (size_t i = 0; i < idx.size(); ++i) (i < n_eval ? eval_rows_ : train_rows_).push_back(rows[idx[i]]);
   }
   EV_CHECK(!train_rows_.empty(), o_.data, ": no training rows left after the evaluation split");
+  // Media paths are relative to the file a row came from.
+  const std::string eval_file = o_.eval_data.empty() ? o_.data : o_.eval_data;
   auto tokenize = [&](const std::vector<Json>& src, auto& dst, auto fmt) {
+    format_->set_media(media_.get(), fs::path(&src == &eval_rows_ ? eval_file : o_.data).parent_path().string());
     for (size_t i = 0; i < src.size(); ++i) {
       try {
         dst.push_back(fmt(src[i]));
       } catch (const Error& e) {
-        fail(o_.data, ": row ", i + 1, ": ", e.what());
+        fail(&src == &eval_rows_ ? eval_file : o_.data, ": row ", i + 1, ": ", e.what());
       }
     }
   };
@@ -215,7 +224,7 @@ StepStats Trainer::train_step(int64_t step) {
       for (int64_t j = 0; j < o_.grad_accum; ++j) {
         std::vector<const SftExample*> rows;
         for (size_t i : micro_rows(step * o_.grad_accum + j)) rows.push_back(&sft_train_[i]);
-        batches.push_back(collate_sft(rows));
+        batches.push_back(collate_sft(rows, media_.get()));
         for (int64_t t : shifted_targets(batches.back())) items += t != kIgnoreIndex;
       }
       // transformers normalises by the label tokens of the whole accumulated batch.
@@ -231,7 +240,7 @@ StepStats Trainer::train_step(int64_t step) {
       for (int64_t j = 0; j < o_.grad_accum; ++j) {
         std::vector<const PreferenceExample*> rows;
         for (size_t i : micro_rows(step * o_.grad_accum + j)) rows.push_back(&pref_train_[i]);
-        const PreferenceBatch b = collate_preference(rows);
+        const PreferenceBatch b = collate_preference(rows, media_.get());
         train_mode(step * o_.grad_accum + j);
         const DpoStepResult r = dpo_step(ctx_, *model_, lora_, b, o_.dpo_beta, scale);
         st.loss += r.dpo.loss * scale;
@@ -315,7 +324,7 @@ std::map<std::string, double> Trainer::evaluate() {
       for (size_t i = 0; i < sft_eval_.size(); i += o_.batch_size) {
         std::vector<const SftExample*> rows;
         for (size_t j = i; j < std::min(sft_eval_.size(), i + o_.batch_size); ++j) rows.push_back(&sft_eval_[j]);
-        const Batch b = collate_sft(rows);
+        const Batch b = collate_sft(rows, media_.get());
         model_->forward(ctx_, b);
         int64_t n = 0;
         for (int64_t t : shifted_targets(b)) n += t != kIgnoreIndex;
@@ -331,7 +340,7 @@ std::map<std::string, double> Trainer::evaluate() {
       for (size_t i = 0; i < pref_eval_.size(); i += o_.batch_size) {
         std::vector<const PreferenceExample*> rows;
         for (size_t j = i; j < std::min(pref_eval_.size(), i + o_.batch_size); ++j) rows.push_back(&pref_eval_[j]);
-        const DpoStepResult r = dpo_step(ctx_, *model_, lora_, collate_preference(rows), o_.dpo_beta, 1.0f, false);
+        const DpoStepResult r = dpo_step(ctx_, *model_, lora_, collate_preference(rows, media_.get()), o_.dpo_beta, 1.0f, false);
         loss += r.dpo.loss * (double)rows.size();
         for (size_t k = 0; k < rows.size(); ++k) acc += r.dpo.chosen_rewards[k] > r.dpo.rejected_rewards[k];
         n += (double)rows.size();
@@ -368,12 +377,14 @@ void Trainer::save_checkpoint(int64_t step) {
   lora_.save_peft(tmp.string(), o_.model);
   safetensors::Writer w;
   std::vector<std::vector<float>> keep;  // the writer borrows its data until write()
+  nlohmann::json param_steps = nlohmann::json::object();
   for (auto& [name, s] : opt_state_) {
     w.add("exp_avg." + name, DType::F32, {(int64_t)s.m.size()}, s.m.data(), s.m.size() * sizeof(float));
     w.add("exp_avg_sq." + name, DType::F32, {(int64_t)s.v.size()}, s.v.data(), s.v.size() * sizeof(float));
+    param_steps[name] = s.step;
   }
   w.write((tmp / "optimizer.safetensors").string());
-  nlohmann::json state = {{"step", step}, {"optimizer_steps", opt_.steps()}, {"run", fingerprint()}};
+  nlohmann::json state = {{"step", step}, {"optimizer_steps", param_steps}, {"run", fingerprint()}};
   {
     std::ofstream f(tmp / "trainer_state.json");
     f << state.dump(2) << "\n";
@@ -416,7 +427,14 @@ int64_t Trainer::restore_checkpoint() {
     dst.resize(t.numel());
     std::memcpy(dst.data(), t.data, t.numel() * sizeof(float));
   }
-  opt_.set_steps(state["optimizer_steps"].get<int64_t>());
+  const nlohmann::json& param_steps = state["optimizer_steps"];
+  EV_CHECK(param_steps.is_object(), (dir / "trainer_state.json").string(), ": optimizer_steps must map parameters to ",
+           "their step counts");
+  for (auto& [name, s] : opt_state_) {
+    EV_CHECK(param_steps.contains(name) && param_steps[name].is_number_integer(), (dir / "trainer_state.json").string(),
+             ": no step count for ", name);
+    s.step = param_steps[name].get<int64_t>();
+  }
   return state["step"].get<int64_t>();
 }
 
@@ -459,7 +477,6 @@ void Trainer::run() {
     }
     const double lr = o_.adamw.lr * schedule_factor(o_.schedule, step, warmup_, total_);
     opt_.set_lr(lr);
-    opt_.begin_step();
     each_factor([&](const std::string& name, std::vector<float>& w, std::vector<float>& g) {
       opt_.update(w.data(), g.data(), opt_state_[name], (int64_t)w.size());
     });

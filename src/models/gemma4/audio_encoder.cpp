@@ -236,31 +236,54 @@ void subsample_layer(Context& ctx, const float* in, const uint8_t* mask, int64_t
 
 }  // namespace
 
+void load_gemma4_audio_weights(WeightLoader& loader, const Gemma4AudioConfig& c, int64_t text_hidden,
+                               Gemma4AudioEncoder::Weights& w) {
+  loader.load_table(w, model_table(c, text_hidden));
+  w.layers.resize(c.n_layers);
+  const auto table = layer_table(c);
+  const auto clipped = clipped_table(c);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    Enc::LayerWeights& lw = w.layers[l];
+    loader.load_table(lw, table, l);
+    for (const ClippedSpec& s : clipped) (lw.*(s.slot)).load(loader, s.hf, s.out, s.in, c.clipped_linears, l);
+  }
+}
+
+std::vector<float> gemma4_audio_rel_pos_table(const Gemma4AudioConfig& c) {
+  const int64_t P = c.rel_positions(), half = c.hidden / 2;
+  const float step = (float)(-std::log(10000.0) / (double)std::max<int64_t>(half - 1, 1));
+  std::vector<float> table(P * c.hidden);
+  for (int64_t p = 0; p < P; ++p) {
+    const float pos = (float)(c.context_size() / 2 - p);
+    for (int64_t i = 0; i < half; ++i) {
+      const float t = pos * std::exp((float)i * step);
+      table[p * c.hidden + i] = std::sin(t);
+      table[p * c.hidden + half + i] = std::cos(t);
+    }
+  }
+  return table;
+}
+
 Gemma4AudioEncoder::Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig cfg, int64_t text_hidden)
     : cfg_(std::move(cfg)), text_hidden_(text_hidden), loader_(src) {
   const Gemma4AudioConfig& c = cfg_;
   EV_CHECK(!src.is_gguf(), src.path(), ": gemma4 audio: the audio tower loads from HF checkpoints only");
   EV_CHECK(text_hidden > 0, "gemma4 audio: invalid text hidden size ", text_hidden);
-  loader_.load_table(w_, model_table(c, text_hidden));
-  w_.layers.resize(c.n_layers);
-  const auto table = layer_table(c);
-  const auto clipped = clipped_table(c);
+  load_gemma4_audio_weights(loader_, c, text_hidden, w_);
+  q_dim_scale_.resize(c.n_layers);
+  dw_taps_.resize(c.n_layers);
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    LayerWeights& lw = w_.layers[l];
-    loader_.load_table(lw, table, l);
-    for (const ClippedSpec& s : clipped) {
-      const std::string base = s.hf;
-      ClippedLinear& cl = lw.*(s.slot);
-      cl.load(loader_, base, s.out, s.in, c.clipped_linears, l);
-    }
+    const LayerWeights& lw = w_.layers[l];
     // F.softplus (beta 1, threshold 20) of the learned per-dimension query scale.
     const float* pds = lw.per_dim_scale.f32();
-    lw.q_dim_scale.resize(c.head_dim());
-    for (int64_t d = 0; d < c.head_dim(); ++d) lw.q_dim_scale[d] = pds[d] > 20.0f ? pds[d] : std::log1p(std::exp(pds[d]));
+    std::vector<float>& qs = q_dim_scale_[l];
+    qs.resize(c.head_dim());
+    for (int64_t d = 0; d < c.head_dim(); ++d) qs[d] = pds[d] > 20.0f ? pds[d] : std::log1p(std::exp(pds[d]));
     const std::vector<float> dw = to_f32(lw.dw_conv);  // [D, 1, K]
-    lw.dw_taps.resize(c.conv_kernel * c.hidden);
+    std::vector<float>& taps = dw_taps_[l];
+    taps.resize(c.conv_kernel * c.hidden);
     for (int64_t ch = 0; ch < c.hidden; ++ch)
-      for (int64_t k = 0; k < c.conv_kernel; ++k) lw.dw_taps[k * c.hidden + ch] = dw[ch * c.conv_kernel + k];
+      for (int64_t k = 0; k < c.conv_kernel; ++k) taps[k * c.hidden + ch] = dw[ch * c.conv_kernel + k];
   }
 
   // Conv kernels [Cout, Cin, 3, 3] -> [Cout, 3, 3, Cin].
@@ -276,20 +299,7 @@ Gemma4AudioEncoder::Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig
   reorder(w_.conv1, conv1_k_);
   conv0_mat_ = f32_matrix(conv0_k_, c.conv_channels0, 9, w_.conv0.name);
   conv1_mat_ = f32_matrix(conv1_k_, c.conv_channels1, 9 * c.conv_channels0, w_.conv1.name);
-
-  // Gemma4AudioRelPositionalEncoding: for relative positions context/2 .. 0, [sin | cos] of the
-  // position times D/2 inverse timescales spaced geometrically from 1 to 1e-4, in float32 as HF.
-  const int64_t P = c.context_size() / 2 + 1, half = c.hidden / 2;
-  const float step = (float)(-std::log(10000.0) / (double)std::max<int64_t>(half - 1, 1));
-  rel_pos_.resize(P * c.hidden);
-  for (int64_t p = 0; p < P; ++p) {
-    const float pos = (float)(c.context_size() / 2 - p);
-    for (int64_t i = 0; i < half; ++i) {
-      const float t = pos * std::exp((float)i * step);
-      rel_pos_[p * c.hidden + i] = std::sin(t);
-      rel_pos_[p * c.hidden + half + i] = std::cos(t);
-    }
-  }
+  rel_pos_ = gemma4_audio_rel_pos_table(c);
 }
 
 namespace {
@@ -315,15 +325,12 @@ void feed_forward(Context& ctx, const Gemma4AudioConfig& c, const ClippedLinear&
 // Gemma4AudioAttention on s.xn [T, D] into s.attn [T, D] (before `post`). Queries are cut into
 // blocks of `chunk` frames; each block attends to a window of context_size() keys starting
 // context_left - 1 frames before it. Logits = q·k + the Transformer-XL relative term
-// (q · relative_k_proj(pos_emb), rel-shifted), soft-capped; the key mask keeps valid frames whose
-// distance q - k lies in [0, context_left - 1) or k - q in (0, context_right) and sets the rest to
-// attention_invalid_logits_value, as HF's blocked 5-D mask does (or, with hf_eager_mask, the
-// complement within the sequence: see Gemma4AudioConfig).
-void attention(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights& w, const std::vector<float>& rel_pos,
-               const uint8_t* key_valid, int64_t T, Scratch& s) {
+// (q · relative_k_proj(pos_emb), rel-shifted), soft-capped; keys gemma4_audio_key_visible hides
+// get attention_invalid_logits_value, as HF's blocked 5-D mask does.
+void attention(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights& w, const float* q_dim_scale,
+               const std::vector<float>& rel_pos, const uint8_t* key_valid, int64_t T, Scratch& s) {
   const int64_t D = c.hidden, H = c.n_heads, Dh = c.head_dim();
-  const int64_t W = c.chunk, P = c.context_left - 1, R = c.context_right, C = c.context_size();
-  const int64_t Pn = C / 2 + 1;  // relative positions C/2 .. 0
+  const int64_t W = c.chunk, P = c.context_left - 1, C = c.context_size(), Pn = c.rel_positions();
   s.q.resize({T, D});
   s.k.resize({T, D});
   s.v.resize({T, D});
@@ -331,14 +338,13 @@ void attention(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights
   w.q.apply(ctx, s.xn.data(), T, s.q.data(), s.clip_in);
   w.k.apply(ctx, s.xn.data(), T, s.k.data(), s.clip_in);
   w.v.apply(ctx, s.xn.data(), T, s.v.data(), s.clip_in);
-  const float q_scale = (float)(std::pow((double)Dh, -0.5) / std::log(2.0));
-  const float k_scale = (float)(std::log(1.0 + std::exp(1.0)) / std::log(2.0));
+  const float q_scale = c.q_scale();
   for (int64_t t = 0; t < T; ++t) {
     float* q = s.q.row(t);
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t d = 0; d < Dh; ++d) q[h * Dh + d] = q[h * Dh + d] * q_scale * w.q_dim_scale[d];
+      for (int64_t d = 0; d < Dh; ++d) q[h * Dh + d] = q[h * Dh + d] * q_scale * q_dim_scale[d];
   }
-  ops::scale(s.k.data(), k_scale, T * D);
+  ops::scale(s.k.data(), c.k_scale(), T * D);
   s.rel_k.resize({Pn, D});
   ops::linear(ctx, w.rel_k, rel_pos.data(), Pn, s.rel_k.data());
 
@@ -368,21 +374,10 @@ void attention(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights
           const float* k = s.k.row(kv) + h * Dh;
           for (int64_t d = 0; d < Dh; ++d) ac += q[d] * k[d];
         }
-        // _rel_shift: row i of [W, Pn] zero-padded to C + 1 columns, flattened and re-cut into
-        // rows of C; entry (i, j) is flat index i*C + j = row i, column j - i (or, for j < i, row
-        // i - 1, column C + 1 + j - i), zero where the column is padding.
-        float rel = 0;
-        if (j >= i) {
-          if (j - i < Pn) rel = bd[i * Pn + (j - i)];
-        } else if (C + 1 + j - i < Pn) {
-          rel = bd[(i - 1) * Pn + (C + 1 + j - i)];
-        }
+        const int64_t r = gemma4_audio_rel_shift_index(i, j, C, Pn);
+        const float rel = r >= 0 ? bd[r] : 0.0f;
         const float logit = cap * std::tanh((ac + rel) / cap);
-        const int64_t dist = t - kv;
-        const bool allowed = in_range && (!key_valid || key_valid[kv]) &&
-                             ((dist >= 0 && dist < P) || (dist < 0 && -dist < R));
-        const bool visible = c.hf_eager_mask ? in_range && !allowed : allowed;
-        logits[j] = visible ? logit : invalid;
+        logits[j] = gemma4_audio_key_visible(c, t, kv, T, key_valid) ? logit : invalid;
       }
       ops::softmax(logits.data(), C);
       float* o = s.attn.row(t) + h * Dh;
@@ -398,7 +393,8 @@ void attention(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights
 }
 
 // Gemma4AudioLightConv1d: x += W_end(act(conv_norm(clip(causal_depthwise_conv(glu(W_start(pre_norm(x)))))))).
-void light_conv(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights& w, int64_t T, Scratch& s) {
+void light_conv(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeights& w, const float* dw_taps, int64_t T,
+                Scratch& s) {
   const int64_t D = c.hidden, K = c.conv_kernel;
   ops::rms_norm(s.x.data(), w.lconv_pre_norm.f32(), s.xn.data(), T, D, c.rms_eps);
   s.wide.resize({T, 2 * D});
@@ -417,7 +413,7 @@ void light_conv(Context& ctx, const Gemma4AudioConfig& c, const Enc::LayerWeight
       const int64_t ti = t - (K - 1) + k;
       if (ti < 0) continue;
       const float* x = s.xn.row(ti);
-      const float* tap = w.dw_taps.data() + k * D;
+      const float* tap = dw_taps + k * D;
       for (int64_t i = 0; i < D; ++i) y[i] += tap[i] * x[i];
     }
   }
@@ -467,12 +463,12 @@ int64_t Gemma4AudioEncoder::encode(Context& ctx, const float* features, const ui
     std::memcpy(s.xn.data(), s.x.data(), T * D * sizeof(float));
     clamp(s.xn.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
     ops::rms_norm(s.xn.data(), w.norm_pre_attn.f32(), s.xn.data(), T, D, c.rms_eps);
-    attention(ctx, c, w, rel_pos_, mask ? out_mask.data() : nullptr, T, s);
+    attention(ctx, c, w, q_dim_scale_[l].data(), rel_pos_, mask ? out_mask.data() : nullptr, T, s);
     w.post.apply(ctx, s.attn.data(), T, s.h.data(), s.clip_in);
     clamp(s.h.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
     ops::rms_norm(s.h.data(), w.norm_post_attn.f32(), s.h.data(), T, D, c.rms_eps);
     ops::add(s.x.data(), s.h.data(), T * D);
-    light_conv(ctx, c, w, T, s);
+    light_conv(ctx, c, w, dw_taps_[l].data(), T, s);
     feed_forward(ctx, c, w.ff2_up, w.ff2_down, w.ff2_pre_norm, w.ff2_post_norm, T, s);
     clamp(s.x.data(), T * D, -c.gradient_clipping, c.gradient_clipping);
     ops::rms_norm(s.x.data(), w.norm_out.f32(), s.x.data(), T, D, c.rms_eps);

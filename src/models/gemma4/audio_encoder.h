@@ -6,7 +6,9 @@
 //   features [Tf, M] --subsample--> [T, D] --conformer x L--> [T, D] --output_proj--> [T, Do]
 //   --RMSNorm (no weight) + Linear--> soft tokens [T, Dt], of which the valid frames are kept.
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,7 +49,36 @@ struct Gemma4AudioConfig {
   int64_t head_dim() const { return hidden / n_heads; }
   // The chunked attention's key window per query chunk (HF Gemma4AudioAttention.context_size).
   int64_t context_size() const { return chunk + (context_left - 1) + context_right; }
+  // Relative positions context_size()/2 .. 0 of the Transformer-XL term.
+  int64_t rel_positions() const { return context_size() / 2 + 1; }
+  // Gemma4AudioAttention scales q by head_dim^-0.5 / ln 2 (times softplus(per_dim_scale) per
+  // dimension) and k by softplus(1) / ln 2, in double then rounded, as HF computes them.
+  float q_scale() const { return (float)(std::pow((double)head_dim(), -0.5) / std::log(2.0)); }
+  float k_scale() const { return (float)(std::log(1.0 + std::exp(1.0)) / std::log(2.0)); }
 };
+
+// Whether query frame t (of T) attends to key frame kv (inside the query's chunk window; may lie
+// outside [0, T), which is zero padding) in Gemma4AudioAttention: the valid frames (key_valid[kv]
+// nonzero; key_valid null: all valid) at distance t - kv in [0, context_left - 1) or kv - t in
+// (0, context_right), as HF's blocked mask keeps them; with hf_eager_mask, the complement within
+// the sequence (see Gemma4AudioConfig::hf_eager_mask). Hidden keys get attention_invalid_logits_value.
+inline bool gemma4_audio_key_visible(const Gemma4AudioConfig& c, int64_t t, int64_t kv, int64_t T,
+                                     const uint8_t* key_valid) {
+  const bool in_range = kv >= 0 && kv < T;
+  const int64_t dist = t - kv;
+  const bool allowed = in_range && (!key_valid || key_valid[kv]) &&
+                       ((dist >= 0 && dist < c.context_left - 1) || (dist < 0 && -dist < c.context_right));
+  return c.hf_eager_mask ? in_range && !allowed : allowed;
+}
+
+// HF _rel_shift of the [chunk, Pn] matrix of query · relative-key products (Pn = rel_positions())
+// into [chunk, C] (C = context_size()): row i zero-padded to C + 1 columns, flattened and re-cut
+// into rows of C. Entry (i, j) is flat index i*C + j, i.e. row i, column j - i, or for j < i row
+// i - 1, column C + 1 + j - i. Returns row * Pn + column of the source, or -1 where it is padding.
+inline int64_t gemma4_audio_rel_shift_index(int64_t i, int64_t j, int64_t C, int64_t Pn) {
+  if (j >= i) return j - i < Pn ? i * Pn + (j - i) : -1;
+  return C + 1 + j - i < Pn ? (i - 1) * Pn + (C + 1 + j - i) : -1;
+}
 
 // `audio_config` is the audio_config object of a Gemma4ForConditionalGeneration config.json.
 // Absent fields take Gemma4AudioConfig's defaults (those of HF); invalid values throw Error.
@@ -69,6 +100,8 @@ class Gemma4AudioEncoder {
   const Gemma4AudioConfig& config() const { return cfg_; }
   void set_hf_eager_mask(bool on) { cfg_.hf_eager_mask = on; }
   int64_t text_hidden() const { return text_hidden_; }
+  // The tower's weights by HF name (LoRA adapters at run time attach to its linears).
+  const std::map<std::string, WeightRef*>& weights_by_hf_name() const { return loader_.by_hf_name(); }
 
   // features: [T, n_mel] log-mel frames of one clip, row-major; mask: T bytes (nonzero = valid
   // frame) or nullptr for all valid. Writes the projected soft tokens of the valid output frames
@@ -82,13 +115,13 @@ class Gemma4AudioEncoder {
   int64_t encode(Context& ctx, const Tensor& features, const std::vector<uint8_t>& mask, Tensor& out,
                  const ActivationTap& tap = {}) const;
 
+  // The checkpoint's tensors, as load_gemma4_audio_weights fills them (the training forward,
+  // train/gemma4_audio, reads the same).
   struct LayerWeights {
     ClippedLinear ff1_up, ff1_down, ff2_up, ff2_down, q, k, v, post, lconv_start, lconv_end;
     WeightRef ff1_pre_norm, ff1_post_norm, ff2_pre_norm, ff2_post_norm;
     WeightRef norm_pre_attn, norm_post_attn, norm_out, lconv_pre_norm, lconv_conv_norm;
     WeightRef rel_k, per_dim_scale, dw_conv;
-    std::vector<float> q_dim_scale;  // softplus(per_dim_scale), per head dimension
-    std::vector<float> dw_taps;      // depthwise conv weight as [kernel][D]
   };
   struct Weights {
     WeightRef conv0, norm0, conv1, norm1, input_proj, output_proj, output_bias, embed_proj;
@@ -100,12 +133,24 @@ class Gemma4AudioEncoder {
   int64_t text_hidden_ = 0;
   WeightLoader loader_;
   Weights w_;
+  // Per layer: softplus(per_dim_scale) per head dimension, and the depthwise conv weight as [K][D].
+  std::vector<std::vector<float>> q_dim_scale_, dw_taps_;
   // Subsampling conv kernels, float32, reordered to [Cout][kh][kw][Cin] so that an im2col row
   // copies runs of Cin contiguous channels; viewed as a [Cout, 9 Cin] F32 matrix for ops::linear.
   std::vector<float> conv0_k_, conv1_k_;
   WeightRef conv0_mat_, conv1_mat_;
-  // Relative position embeddings (Gemma4AudioRelPositionalEncoding), [context/2 + 1, D].
-  std::vector<float> rel_pos_;
+  std::vector<float> rel_pos_;  // gemma4_audio_rel_pos_table
 };
+
+// Loads model.audio_tower.* and model.embed_audio.* (matrices in place, vectors as float32, the
+// clippable linears with their bounds when cfg.clipped_linears). Throws Error on a missing or
+// misshapen tensor.
+void load_gemma4_audio_weights(WeightLoader& loader, const Gemma4AudioConfig& cfg, int64_t text_hidden,
+                               Gemma4AudioEncoder::Weights& w);
+
+// Gemma4AudioRelPositionalEncoding: for relative positions context_size()/2 .. 0, [sin | cos] of
+// the position times hidden/2 inverse timescales spaced geometrically from 1 to 1e-4, float32 as
+// HF computes it. [rel_positions(), hidden].
+std::vector<float> gemma4_audio_rel_pos_table(const Gemma4AudioConfig& cfg);
 
 }  // namespace edgevl

@@ -19,6 +19,7 @@ void clamp_rows(const float* x, float* y, int64_t n, float lo, float hi) {
 void ClippedLinear::load(WeightLoader& loader, const std::string& prefix, int64_t out, int64_t in, bool clipped,
                          int64_t layer) {
   w = loader.load((prefix + ".linear.weight").c_str(), nullptr, {out, in}, kRequired, layer);
+  loader.remember((prefix + ".linear.weight").c_str(), layer, &w);  // adapters find it by this name
   if (!clipped) return;
   in_min = loader.scalar(prefix + ".input_min", nullptr, layer);
   in_max = loader.scalar(prefix + ".input_max", nullptr, layer);
@@ -30,6 +31,7 @@ void ClippedLinear::load(WeightLoader& loader, const std::string& hf_prefix, con
                          int64_t out, int64_t in, bool clipped, int64_t layer) {
   w = loader.load((hf_prefix + ".linear.weight").c_str(), (gguf_prefix + ".weight").c_str(), {out, in}, kRequired,
                   layer);
+  loader.remember((hf_prefix + ".linear.weight").c_str(), layer, &w);
   if (!clipped) return;
   in_min = loader.scalar(hf_prefix + ".input_min", (gguf_prefix + ".input_min").c_str(), layer);
   in_max = loader.scalar(hf_prefix + ".input_max", (gguf_prefix + ".input_max").c_str(), layer);

@@ -20,7 +20,8 @@ struct ClippedLinear {
   float out_min = -std::numeric_limits<float>::infinity(), out_max = std::numeric_limits<float>::infinity();
 
   // `prefix` names the module ("model.vision_tower.encoder.layers.{L}.self_attn.q_proj"); the
-  // matrix is `<prefix>.linear.weight`, [out, in].
+  // matrix is `<prefix>.linear.weight`, [out, in], under which the loader also lists it (the
+  // slot must then stay put: adapters attach to it by that name).
   void load(WeightLoader& loader, const std::string& prefix, int64_t out, int64_t in, bool clipped, int64_t layer);
   // Both spellings: HF `<hf_prefix>.linear.weight` / `<hf_prefix>.input_min` ..., llama.cpp's
   // mmproj `<gguf_prefix>.weight` / `<gguf_prefix>.input_min` ... (the loader picks by source).

@@ -77,18 +77,16 @@ class Gemma4Model : public CausalLM {
 
   // Gemma4ForConditionalGeneration: the towers and the placeholder ids of its config.json.
   void attach_media(const HfConfig& h) {
-    tokens_.image = (int32_t)h.get_int("image_token_id", -1);
-    tokens_.begin_image = (int32_t)h.get_int("boi_token_id", -1);
-    tokens_.end_image = (int32_t)h.get_int("eoi_token_id", -1);
-    tokens_.audio = (int32_t)h.get_int("audio_token_id", -1);
-    tokens_.begin_audio = (int32_t)h.get_int("boa_token_id", -1);
-    tokens_.end_audio = (int32_t)h.get_int("eoa_token_id", h.get_int("eoa_token_index", -1));
+    tokens_ = gemma4_media_tokens(h);
     if (h.has("vision_config"))
       vision_ = std::make_unique<Gemma4VisionEncoder>(*source_, gemma4_vision_config_from_hf(h.sub("vision_config")),
                                                       cfg_.hidden);
     if (h.has("audio_config"))
       audio_ = std::make_unique<Gemma4AudioEncoder>(*source_, gemma4_audio_config_from_hf(h.sub("audio_config")),
                                                     cfg_.hidden);
+    // Adapters (run --lora) may target the towers' linears too.
+    if (vision_) register_weights(vision_->weights_by_hf_name());
+    if (audio_) register_weights(audio_->weights_by_hf_name());
   }
 
   // llama.cpp's split: a text GGUF plus the mmproj its converter writes. The mmproj holds the
@@ -103,9 +101,10 @@ class Gemma4Model : public CausalLM {
     EV_CHECK(text_hidden == cfg_.hidden, path, ": projects to ", text_hidden, " dimensions; the text model has ",
              cfg_.hidden);
     auto vision = std::make_unique<Gemma4VisionEncoder>(*src, std::move(vc), cfg_.hidden);
-    vision_.reset();
+    EV_CHECK(!vision_, path, ": the model already has a vision tower");
     mmproj_ = std::move(src);
     vision_ = std::move(vision);
+    register_weights(vision_->weights_by_hf_name());
     if (tokens_.image < 0) {
       std::vector<std::string> vocab;
       if (source_->is_gguf())
@@ -370,6 +369,17 @@ class Gemma4Model : public CausalLM {
 };
 
 }  // namespace
+
+MediaTokens gemma4_media_tokens(const HfConfig& h) {
+  MediaTokens t;
+  t.image = (int32_t)h.get_int("image_token_id", -1);
+  t.begin_image = (int32_t)h.get_int("boi_token_id", -1);
+  t.end_image = (int32_t)h.get_int("eoi_token_id", -1);
+  t.audio = (int32_t)h.get_int("audio_token_id", -1);
+  t.begin_audio = (int32_t)h.get_int("boa_token_id", -1);
+  t.end_audio = (int32_t)h.get_int("eoa_token_id", h.get_int("eoa_token_index", -1));
+  return t;
+}
 
 std::unique_ptr<CausalLM> make_gemma4(std::unique_ptr<ModelSource> src) {
   if (src->is_gguf()) {

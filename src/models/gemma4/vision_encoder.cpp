@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "core/error.h"
@@ -48,7 +47,7 @@ Gemma4VisionConfig gemma4_vision_config_from_hf(const HfConfig& hf) {
 
 namespace {
 
-using Layer = Gemma4VisionEncoder::Layer;
+using Layer = Gemma4VisionLayerWeights;
 
 // The weight table: every tensor once, with its HF and mmproj names ({L}: layer). Linears are
 // module prefixes (HF adds .linear.weight, the mmproj .weight; clip bounds hang off both).
@@ -173,64 +172,181 @@ Gemma4VisionConfig gemma4_vision_config_from_mmproj(const gguf::File& f, int64_t
   return c;
 }
 
-Gemma4VisionEncoder::Gemma4VisionEncoder(const ModelSource& src, Gemma4VisionConfig cfg, int64_t text_hidden)
-    : cfg_(std::move(cfg)), text_hidden_(text_hidden), loader_(src) {
-  const Gemma4VisionConfig& c = cfg_;
+void load_gemma4_vision_weights(const ModelSource& src, WeightLoader& loader, const Gemma4VisionConfig& c,
+                                int64_t text_hidden, Gemma4VisionWeights& w) {
   const int64_t D = c.hidden, p = c.patch_size;
   if (src.is_gguf()) {
     // llama.cpp keeps the patch embedding as a conv kernel [D, 3, p, p]; back to HF's per-patch
     // (py, px, c) order, in float32.
-    const WeightRef conv = loader_.load(nullptr, kInputProjGguf, {D, 3, p, p}, 0);
-    patch_f32_.resize(D * c.patch_values());
+    const WeightRef conv = loader.load(nullptr, kInputProjGguf, {D, 3, p, p}, 0);
+    w.patch_f32.resize(D * c.patch_values());
     std::vector<float> row(3 * p * p);
     for (int64_t o = 0; o < D; ++o) {
       dequantize_row(conv.dtype, static_cast<const uint8_t*>(conv.data) + o * row_bytes(conv.dtype, 3 * p * p), row.data(),
                      3 * p * p);
       for (int64_t ch = 0; ch < 3; ++ch)
         for (int64_t y = 0; y < p; ++y)
-          for (int64_t x = 0; x < p; ++x) patch_f32_[o * 3 * p * p + (y * p + x) * 3 + ch] = row[(ch * p + y) * p + x];
+          for (int64_t x = 0; x < p; ++x) w.patch_f32[o * 3 * p * p + (y * p + x) * 3 + ch] = row[(ch * p + y) * p + x];
     }
-    input_proj_.name = kInputProjGguf;
-    input_proj_.dtype = DType::F32;
-    input_proj_.shape = {D, c.patch_values()};
-    input_proj_.data = patch_f32_.data();
-    input_proj_.row_bytes = c.patch_values() * sizeof(float);
+    w.input_proj.name = kInputProjGguf;
+    w.input_proj.dtype = DType::F32;
+    w.input_proj.shape = {D, c.patch_values()};
+    w.input_proj.data = w.patch_f32.data();
+    w.input_proj.row_bytes = c.patch_values() * sizeof(float);
   } else {
-    input_proj_ = loader_.load(kInputProjHf, nullptr, {D, c.patch_values()}, 0);
+    w.input_proj = loader.load(kInputProjHf, nullptr, {D, c.patch_values()}, 0);
   }
-  position_table_ = loader_.load(kPositionHf, kPositionGguf, {2, c.position_table, D}, 0);
-  EV_CHECK(position_table_.dtype == DType::F32, src.path(), ": the vision position table must be float32");
+  w.position_table = loader.load(kPositionHf, kPositionGguf, {2, c.position_table, D}, 0);
+  EV_CHECK(w.position_table.dtype == DType::F32, src.path(), ": the vision position table must be float32");
   if (c.standardize) {
-    std_bias_ = loader_.load(kStdBiasHf, kStdBiasGguf, {D}, kVector);
-    std_scale_ = loader_.load(kStdScaleHf, kStdScaleGguf, {D}, kVector);
+    w.std_bias = loader.load(kStdBiasHf, kStdBiasGguf, {D}, kVector);
+    w.std_scale = loader.load(kStdScaleHf, kStdScaleGguf, {D}, kVector);
   }
-  projection_ = loader_.load(kProjectionHf, kProjectionGguf, {text_hidden, D}, 0);
-  layers_.resize(c.n_layers);
+  w.projection = loader.load(kProjectionHf, kProjectionGguf, {text_hidden, D}, 0);
+  w.layers.resize(c.n_layers);
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    Layer& w = layers_[l];
-    for (const NormSpec& s : kNorms) w.*(s.slot) = loader_.load(s.hf, s.gguf, {dim_of(c, s.dim)}, kVector, l);
+    Layer& lw = w.layers[l];
+    for (const NormSpec& s : kNorms) lw.*(s.slot) = loader.load(s.hf, s.gguf, {dim_of(c, s.dim)}, kVector, l);
     for (const LinearSpec& s : kLinears)
-      (w.*(s.slot)).load(loader_, s.hf, s.gguf, dim_of(c, s.out), dim_of(c, s.in), c.clipped_linears, l);
+      (lw.*(s.slot)).load(loader, s.hf, s.gguf, dim_of(c, s.out), dim_of(c, s.in), c.clipped_linears, l);
   }
+}
+
+std::vector<std::pair<std::string, ClippedLinear*>> gemma4_vision_layer_linears(Gemma4VisionLayerWeights& w,
+                                                                                int64_t layer) {
+  std::vector<std::pair<std::string, ClippedLinear*>> r;
+  for (const LinearSpec& s : kLinears) r.emplace_back(expand_layer_name(s.hf, layer), &(w.*(s.slot)));
+  return r;
+}
+
+nn::Rope make_gemma4_vision_rope(const Gemma4VisionConfig& c) {
+  nn::RopeConfig rc;
+  rc.theta = c.rope_theta;
+  return nn::Rope(rc, c.head_dim / 2);
+}
+
+void apply_gemma4_vision_rope(const nn::Rope& rope, float* x, int64_t heads, int64_t Dh, int64_t px, int64_t py) {
+  const int64_t half = Dh / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    rope.apply(x + h * Dh, 1, half, px);
+    rope.apply(x + h * Dh + half, 1, half, py);
+  }
+}
+
+bool Gemma4VisionPatchMap::all_valid() const { return std::find(valid.begin(), valid.end(), 0) == valid.end(); }
+
+Gemma4VisionPatchMap gemma4_vision_patch_map(const Gemma4VisionConfig& c, const int64_t* positions,
+                                             int64_t n_patches, bool keep_padding) {
+  const int64_t k = c.pooling_kernel, kk = k * k;
+  EV_CHECK(n_patches > 0 && n_patches % kk == 0, "vision: ", n_patches, " patches is not a multiple of ", kk,
+           " (pooling_kernel_size squared)");
+  const int64_t out_len = n_patches / kk;
+
+  // Real patches must fall inside the position table.
+  int64_t max_x = 0, n_real = 0;
+  for (int64_t t = 0; t < n_patches; ++t) {
+    const int64_t x = positions[2 * t], y = positions[2 * t + 1];
+    if (x == -1 && y == -1) continue;
+    EV_CHECK(x >= 0 && y >= 0 && x < c.position_table && y < c.position_table, "vision: patch ", t,
+             " has position (", x, ", ", y, ") outside the ", c.position_table, "-entry position table");
+    max_x = std::max(max_x, x);
+    ++n_real;
+  }
+  const bool keep_all = keep_padding || n_real == 0;  // nothing real: keep HF's all-masked behaviour
+  Gemma4VisionPatchMap m;
+  for (int64_t t = 0; t < n_patches; ++t) {
+    const int64_t x = positions[2 * t], y = positions[2 * t + 1];
+    const bool real = !(x == -1 && y == -1);
+    if (!real && !keep_all) continue;
+    m.rows.push_back(t);
+    m.xs.push_back(x);
+    m.ys.push_back(y);
+    m.valid.push_back(real);
+  }
+  const int64_t n = (int64_t)m.rows.size();
+  m.token.assign(n, -1);
+  if (kk == 1) {
+    // Every patch is already its own soft token: HF skips the pooling and strips the padding.
+    for (int64_t i = 0; i < n; ++i)
+      if (m.valid[i]) m.token[i] = m.n_tokens++;
+    return m;
+  }
+  // Gemma4VisionPooler._avg_pool_by_positions: bucket = x/k + grid_w·(y/k) with positions clamped
+  // to 0, so padding patches (zero hidden states) land in bucket 0; a bucket any patch lands in
+  // is a soft token, in bucket order.
+  const int64_t grid_w = (max_x + 1) / k;
+  std::vector<int64_t> bucket(n), index(out_len, -1);
+  std::vector<uint8_t> used(out_len, 0);
+  if (n_real < n_patches) used[0] = 1;  // padding patches, computed or not
+  for (int64_t i = 0; i < n; ++i) {
+    bucket[i] = std::max<int64_t>(m.xs[i], 0) / k + grid_w * (std::max<int64_t>(m.ys[i], 0) / k);
+    EV_CHECK(bucket[i] < out_len, "vision: patch ", m.rows[i], " pools into soft token ", bucket[i], " of ", out_len,
+             " (positions do not fit the patch count)");
+    used[bucket[i]] = 1;
+  }
+  for (int64_t b = 0; b < out_len; ++b)
+    if (used[b]) index[b] = m.n_tokens++;
+  for (int64_t i = 0; i < n; ++i)
+    if (m.valid[i]) m.token[i] = index[bucket[i]];
+  return m;
+}
+
+void gemma4_vision_centered_pixels(const Gemma4VisionConfig& c, const Gemma4VisionPatchMap& m,
+                                   const float* pixel_values, float* centered) {
+  const int64_t PV = c.patch_values();
+  for (size_t i = 0; i < m.rows.size(); ++i) {
+    const float* src = pixel_values + m.rows[i] * PV;
+    float* dst = centered + i * PV;
+    for (int64_t j = 0; j < PV; ++j) dst[j] = 2.0f * (src[j] - 0.5f);
+  }
+}
+
+void add_gemma4_vision_positions(const Gemma4VisionConfig& c, const WeightRef& table, const Gemma4VisionPatchMap& m,
+                                 float* x) {
+  const int64_t D = c.hidden;
+  const float* t = table.f32();
+  for (size_t i = 0; i < m.rows.size(); ++i) {
+    if (!m.valid[i]) continue;
+    ops::add(x + i * D, t + m.xs[i] * D, D);
+    ops::add(x + i * D, t + (c.position_table + m.ys[i]) * D, D);
+  }
+}
+
+void gemma4_vision_pool(const Gemma4VisionConfig& c, const Gemma4VisionPatchMap& m, const float* x, float* pooled) {
+  const int64_t D = c.hidden, kk = c.pooling_kernel * c.pooling_kernel;
+  std::fill(pooled, pooled + m.n_tokens * D, 0.0f);
+  for (size_t i = 0; i < m.rows.size(); ++i)
+    if (m.token[i] >= 0) ops::add_scaled(pooled + m.token[i] * D, x + i * D, 1.0f / (float)kk, D);
+  ops::scale(pooled, (float)std::sqrt((double)D), m.n_tokens * D);
+}
+
+void gemma4_vision_standardize(const Gemma4VisionConfig& c, const Gemma4VisionWeights& w, float* tokens, int64_t n) {
+  if (!c.standardize) return;
+  const int64_t D = c.hidden;
+  const float *bias = w.std_bias.f32(), *scale = w.std_scale.f32();
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < D; ++i) tokens[t * D + i] = (tokens[t * D + i] - bias[i]) * scale[i];
+}
+
+Gemma4VisionEncoder::Gemma4VisionEncoder(const ModelSource& src, Gemma4VisionConfig cfg, int64_t text_hidden)
+    : cfg_(std::move(cfg)), text_hidden_(text_hidden), loader_(src), rope_(make_gemma4_vision_rope(cfg_)) {
+  load_gemma4_vision_weights(src, loader_, cfg_, text_hidden_, w_);
   // Q8_0 attention products by default for block-quantized towers only (F16/BF16 keep float
   // attention); EDGEVL_VISION_ATTENTION=q8_0 or f32 overrides.
-  const DType wt = layers_.empty() ? DType::F32 : layers_[0].q.w.dtype;
+  const DType wt = w_.layers.empty() ? DType::F32 : w_.layers[0].q.w.dtype;
   low_precision_attention_ = wt != DType::F32 && wt != DType::F16 && wt != DType::BF16;
   if (const char* env = std::getenv("EDGEVL_VISION_ATTENTION")) {
     const std::string v = env;
     EV_CHECK(v == "q8_0" || v == "f32", "EDGEVL_VISION_ATTENTION='", v, "': use q8_0 or f32");
     low_precision_attention_ = v == "q8_0";
   }
-  // Gemma4VisionRotaryEmbedding: frequencies over head_dim / 2 for each spatial axis.
-  nn::RopeConfig rc;
-  rc.theta = c.rope_theta;
-  rope_ = nn::Rope(rc, c.head_dim / 2);
 }
 
-void Gemma4VisionEncoder::layer_forward(Context& ctx, const Layer& w, const std::vector<int64_t>& xs,
-                                        const std::vector<int64_t>& ys, const std::vector<uint8_t>& valid, int64_t n) {
+void Gemma4VisionEncoder::layer_forward(Context& ctx, const Gemma4VisionLayerWeights& w,
+                                        const Gemma4VisionPatchMap& m) {
   const Gemma4VisionConfig& c = cfg_;
-  const int64_t D = c.hidden, H = c.n_heads, Hkv = c.n_kv_heads, Dh = c.head_dim, half = Dh / 2;
+  const int64_t n = (int64_t)m.rows.size();
+  const int64_t D = c.hidden, H = c.n_heads, Hkv = c.n_kv_heads, Dh = c.head_dim;
   xn_.resize({n, D});
   h_.resize({n, D});
   q_.resize({n, H * Dh});
@@ -244,16 +360,10 @@ void Gemma4VisionEncoder::layer_forward(Context& ctx, const Layer& w, const std:
   ops::rms_norm(q_.data(), w.q_norm.f32(), q_.data(), n * H, Dh, c.rms_eps);
   ops::rms_norm(k_.data(), w.k_norm.f32(), k_.data(), n * Hkv, Dh, c.rms_eps);
   ops::rms_norm(v_.data(), nullptr, v_.data(), n * Hkv, Dh, c.rms_eps);
+  // Padding patches keep their (-1, -1) position, as in HF; no real patch attends to them.
   for (int64_t t = 0; t < n; ++t) {
-    // Padding patches keep their (-1, -1) position, as in HF; no real patch attends to them.
-    for (int64_t h = 0; h < H; ++h) {
-      rope_.apply(q_.row(t) + h * Dh, 1, half, xs[t]);
-      rope_.apply(q_.row(t) + h * Dh + half, 1, half, ys[t]);
-    }
-    for (int64_t h = 0; h < Hkv; ++h) {
-      rope_.apply(k_.row(t) + h * Dh, 1, half, xs[t]);
-      rope_.apply(k_.row(t) + h * Dh + half, 1, half, ys[t]);
-    }
+    apply_gemma4_vision_rope(rope_, q_.row(t), H, Dh, m.xs[t], m.ys[t]);
+    apply_gemma4_vision_rope(rope_, k_.row(t), Hkv, Dh, m.xs[t], m.ys[t]);
   }
   nn::AttentionShape a;
   a.n_heads = H;
@@ -262,8 +372,7 @@ void Gemma4VisionEncoder::layer_forward(Context& ctx, const Layer& w, const std:
   a.scale = 1.0f;
   a.causal = false;
   a.low_precision = low_precision_attention_;
-  const bool all_valid = std::find(valid.begin(), valid.end(), 0) == valid.end();
-  nn::attention(ctx, a, q_.data(), n, 0, k_.data(), v_.data(), attn_.data(), all_valid ? nullptr : valid.data());
+  nn::attention(ctx, a, q_.data(), n, 0, k_.data(), v_.data(), attn_.data(), m.all_valid() ? nullptr : m.valid.data());
   w.o.apply(ctx, attn_.data(), n, h_.data(), clip_);
   ops::rms_norm(h_.data(), w.post_attn_norm.f32(), h_.data(), n, D, c.rms_eps);
   ops::add(x_.data(), h_.data(), n * D);
@@ -285,104 +394,30 @@ void Gemma4VisionEncoder::layer_forward(Context& ctx, const Layer& w, const std:
 int64_t Gemma4VisionEncoder::encode(Context& ctx, const float* pixel_values, const int64_t* positions,
                                     int64_t n_patches, Tensor& out, const ActivationTap& tap) {
   const Gemma4VisionConfig& c = cfg_;
-  const int64_t D = c.hidden, k = c.pooling_kernel, kk = k * k;
-  EV_CHECK(n_patches > 0 && n_patches % kk == 0, "vision: ", n_patches, " patches is not a multiple of ", kk,
-           " (pooling_kernel_size squared)");
-  const int64_t out_len = n_patches / kk;
-
-  // Positions and the padding mask; real patches must fall inside the position table.
-  std::vector<int64_t> xs(n_patches), ys(n_patches);
-  std::vector<uint8_t> valid(n_patches);
-  int64_t max_x = 0;
-  for (int64_t t = 0; t < n_patches; ++t) {
-    xs[t] = positions[2 * t];
-    ys[t] = positions[2 * t + 1];
-    valid[t] = !(xs[t] == -1 && ys[t] == -1);
-    if (!valid[t]) continue;
-    EV_CHECK(xs[t] >= 0 && ys[t] >= 0 && xs[t] < c.position_table && ys[t] < c.position_table, "vision: patch ", t,
-             " has position (", xs[t], ", ", ys[t], ") outside the ", c.position_table, "-entry position table");
-    max_x = std::max(max_x, xs[t]);
-  }
-
-  // Padding patches change no real patch's output (every real query masks them) and pool into
-  // nothing, so without a tap (which reports them, as HF does) they are dropped up front.
-  std::vector<int64_t> rows;  // source patch of each row computed
-  for (int64_t t = 0; t < n_patches; ++t)
-    if (valid[t] || tap) rows.push_back(t);
-  if (rows.empty()) {  // nothing real: keep HF's all-masked behaviour
-    rows.resize(n_patches);
-    for (int64_t t = 0; t < n_patches; ++t) rows[t] = t;
-  }
-  const int64_t n = (int64_t)rows.size();
-  const bool dropped_padding = n < n_patches;
-  if (dropped_padding) {
-    for (int64_t i = 0; i < n; ++i) {
-      xs[i] = xs[rows[i]];
-      ys[i] = ys[rows[i]];
-      valid[i] = valid[rows[i]];
-    }
-    xs.resize(n);
-    ys.resize(n);
-    valid.resize(n);
-  }
+  const int64_t D = c.hidden;
+  const Gemma4VisionPatchMap m = gemma4_vision_patch_map(c, positions, n_patches, (bool)tap);
+  const int64_t n = (int64_t)m.rows.size();
 
   // 1. Patch embedding.
-  const int64_t PV = c.patch_values();
   x_.resize({n, D});
-  Tensor centered({n, PV});
-  for (int64_t i = 0; i < n; ++i) {
-    const float* src = pixel_values + rows[i] * PV;
-    float* dst = centered.row(i);
-    for (int64_t j = 0; j < PV; ++j) dst[j] = 2.0f * (src[j] - 0.5f);
-  }
-  ops::linear(ctx, input_proj_, centered.data(), n, x_.data());
-  const float* table = static_cast<const float*>(position_table_.data);
-  for (int64_t t = 0; t < n; ++t) {
-    if (!valid[t]) continue;
-    ops::add(x_.row(t), table + xs[t] * D, D);
-    ops::add(x_.row(t), table + (c.position_table + ys[t]) * D, D);
-  }
+  Tensor centered({n, c.patch_values()});
+  gemma4_vision_centered_pixels(c, m, pixel_values, centered.data());
+  ops::linear(ctx, w_.input_proj, centered.data(), n, x_.data());
+  add_gemma4_vision_positions(c, w_.position_table, m, x_.data());
   if (tap) tap("vision.hidden_states.00", x_.data(), n, D);
 
   // 2. Encoder.
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    layer_forward(ctx, layers_[l], xs, ys, valid, n);
+    layer_forward(ctx, w_.layers[l], m);
     if (tap && l + 1 < c.n_layers) tap(str_cat("vision.hidden_states.", l + 1 < 10 ? "0" : "", l + 1), x_.data(), n,
                                        D);
   }
 
-  // 3. Pooling by position (Gemma4VisionPooler._avg_pool_by_positions), skipped when every patch
-  // is already its own soft token.
-  Tensor pooled({out_len, D});
-  std::vector<uint8_t> used(out_len, 0);
-  std::fill(pooled.data(), pooled.data() + out_len * D, 0.0f);
-  const float root = (float)std::sqrt((double)D);
-  if (kk == 1) {
-    for (int64_t t = 0; t < n; ++t)
-      if (valid[t]) std::memcpy(pooled.row(rows[t]), x_.row(t), D * sizeof(float));
-    std::fill(used.begin(), used.end(), 1);
-  } else {
-    const int64_t grid_w = (max_x + 1) / k;
-    if (dropped_padding) used[0] = 1;  // where HF pools the padding patches
-    for (int64_t t = 0; t < n; ++t) {
-      // Padding patches land in bucket 0 with zero hidden states, as in HF.
-      const int64_t bx = std::max<int64_t>(xs[t], 0) / k, by = std::max<int64_t>(ys[t], 0) / k;
-      const int64_t bucket = bx + grid_w * by;
-      EV_CHECK(bucket < out_len, "vision: patch ", t, " pools into soft token ", bucket, " of ", out_len,
-               " (positions do not fit the patch count)");
-      used[bucket] = 1;
-      if (valid[t]) ops::add_scaled(pooled.row(bucket), x_.row(t), 1.0f / (float)kk, D);
-    }
-  }
-  int64_t n_out = 0;
-  for (int64_t b = 0; b < out_len; ++b) {
-    if (!used[b]) continue;
-    float* dst = pooled.row(n_out++);
-    if (dst != pooled.row(b)) std::memmove(dst, pooled.row(b), D * sizeof(float));
-    ops::scale(dst, root, D);
-    if (c.standardize)
-      for (int64_t i = 0; i < D; ++i) dst[i] = (dst[i] - std_bias_.f32()[i]) * std_scale_.f32()[i];
-  }
+  // 3. Pooling by position, then the optional standardisation.
+  const int64_t n_out = m.n_tokens;
+  Tensor pooled({n_out, D});
+  gemma4_vision_pool(c, m, x_.data(), pooled.data());
+  gemma4_vision_standardize(c, w_, pooled.data(), n_out);
   if (tap) {
     tap(str_cat("vision.hidden_states.", c.n_layers < 10 ? "0" : "", c.n_layers), pooled.data(), n_out, D);
     tap("vision.last_hidden_state", pooled.data(), n_out, D);
@@ -391,7 +426,7 @@ int64_t Gemma4VisionEncoder::encode(Context& ctx, const float* pixel_values, con
   // 4. Projector.
   ops::rms_norm(pooled.data(), nullptr, pooled.data(), n_out, D, c.rms_eps);
   out.resize({n_out, text_hidden_});
-  ops::linear(ctx, projection_, pooled.data(), n_out, out.data());
+  ops::linear(ctx, w_.projection, pooled.data(), n_out, out.data());
   if (tap) tap("vision.image_features", out.data(), n_out, text_hidden_);
   return n_out;
 }
