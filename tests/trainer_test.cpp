@@ -117,6 +117,23 @@ TEST(Trainer, SftLearnsTheToyTaskAndTheAdapterChangesGeneration) {
   EXPECT_NE(before, after);
 }
 
+TEST(Trainer, SftWithPackingLearnsTheToyTask) {
+  // The 12 toy rows (about 40 tokens each) packed into 4 rows of up to 128: fuller rows, same task.
+  const Toy& t = toy();
+  const std::string out = t.dir + "/sft_packed";
+  const std::string err = out + ".err";
+  ASSERT_EQ(sh(bin() + " train sft -m '" + t.model + "' --data '" + t.sft + "' --out '" + out +
+               "' --packing --max-length 128 --max-steps 40 --lr 5e-3 -r 16 --lora-alpha 32 -b 2 --no-progress -t 2 2>'" +
+               err + "'"),
+            0);
+  std::ifstream f(err);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("packed into 4 training rows"), std::string::npos) << text;
+  const auto log = read_log(out);
+  ASSERT_EQ(log.size(), 40u);
+  EXPECT_LT(log.back()["loss"].get<double>(), 0.1 * log.front()["loss"].get<double>());
+}
+
 TEST(Trainer, ResumeAfterSigkillEndsWithTheSameWeights) {
   const Toy& t = toy();
   const std::string args = " train sft -m '" + t.model + "' --data '" + t.sft +

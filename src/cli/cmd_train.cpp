@@ -52,6 +52,10 @@ void add_method(CLI::App& parent, train::Method method, const char* name, const 
   cmd->add_option("--warmup-steps", o->warmup_steps, "Warmup steps (overrides --warmup-ratio)")->capture_default_str();
   cmd->add_option("--max-grad-norm", o->max_grad_norm, "Clip the gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the adapter init, data order and sampling")->capture_default_str();
+  if (method == train::Method::Sft)
+    cmd->add_flag("--packing", o->packing,
+                  "Pack whole examples into rows of --max-length tokens (best fit decreasing, as TRL); each "
+                  "example still attends only to itself");
   cmd->add_option("--max-length", o->format.max_length, "Tokens per sequence (longer ones keep their start)")
       ->capture_default_str();
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file instead of the model's");

@@ -247,6 +247,36 @@ PromptExample DataFormatter::prompt(const Json& row) const {
   return e;
 }
 
+std::vector<SftExample> pack_sft(const std::vector<SftExample>& examples, int64_t max_length) {
+  EV_CHECK(max_length > 1, "data: packing needs max_length of at least 2");
+  std::vector<size_t> order(examples.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return examples[a].ids.size() > examples[b].ids.size(); });
+  std::vector<SftExample> rows;
+  for (size_t i : order) {
+    const SftExample& e = examples[i];
+    if (e.ids.empty()) continue;
+    EV_CHECK((int64_t)e.ids.size() <= max_length, "data: an example of ", e.ids.size(),
+             " tokens does not fit a packed row of ", max_length);
+    // Best fit: the row with the least room left that still takes the example.
+    SftExample* best = nullptr;
+    for (SftExample& r : rows) {
+      const int64_t room = max_length - (int64_t)r.ids.size();
+      if (room >= (int64_t)e.ids.size() && (!best || room < max_length - (int64_t)best->ids.size())) best = &r;
+    }
+    if (!best) best = &rows.emplace_back();
+    const int32_t seq = best->ids.empty() ? 0 : best->sequence.back() + 1;
+    best->ids.insert(best->ids.end(), e.ids.begin(), e.ids.end());
+    const size_t start = best->loss.size();
+    best->loss.insert(best->loss.end(), e.loss.begin(), e.loss.end());
+    best->loss[start] = 0;
+    best->sequence.insert(best->sequence.end(), e.ids.size(), seq);
+    best->media.insert(best->media.end(), e.media.begin(), e.media.end());
+  }
+  return rows;
+}
+
 namespace {
 void append_media(const std::vector<MediaRef>& media, const MediaLoader* loader, Batch& b) {
   EV_CHECK(media.empty() || loader, "data: rows with media need the model's media loader");
@@ -268,6 +298,16 @@ Batch collate_sft(const std::vector<const SftExample*>& rows, const MediaLoader*
       if (rows[i]->loss[t]) b.labels[i * b.T + t] = rows[i]->ids[t];
     }
   for (const SftExample* r : rows) append_media(r->media, media, b);
+  const bool packed = std::any_of(rows.begin(), rows.end(), [](const SftExample* r) { return !r->sequence.empty(); });
+  if (packed) {
+    // Padding continues its row's last sequence: masked as keys, and no target.
+    b.sequence_ids.assign(b.B * b.T, 0);
+    for (int64_t i = 0; i < b.B; ++i)
+      for (int64_t t = 0; t < b.T; ++t) {
+        const auto& s = rows[i]->sequence;
+        b.sequence_ids[i * b.T + t] = s.empty() ? 0 : s[std::min<size_t>(t, s.size() - 1)];
+      }
+  }
   return b;
 }
 

@@ -56,6 +56,7 @@ struct SftExample {
   std::vector<int32_t> ids;
   std::vector<uint8_t> loss;    // 1 = the loss counts this token
   std::vector<MediaRef> media;  // in placeholder order
+  std::vector<int32_t> sequence;  // packed: each token's example within the row (empty: one example)
 };
 struct PreferenceExample {
   std::vector<int32_t> prompt, chosen, rejected;
@@ -109,6 +110,12 @@ class DataFormatter {
   const MediaLoader* media_ = nullptr;
   std::string base_dir_;
 };
+
+// TRL's packing (SFTConfig packing=True, the default "bfd" strategy): whole examples placed into
+// rows of at most max_length tokens, best fit decreasing (longest first, each into the row it
+// fills most closely). In a packed row each example sees only itself, its positions restart at 0
+// and its first token is no target (TRL's padding-free collation). Rows keep their examples' media.
+std::vector<SftExample> pack_sft(const std::vector<SftExample>& examples, int64_t max_length);
 
 // Right-padded batches (attention mask 0 and label -100 on padding). Rows with media need the
 // loader that formatted them.

@@ -183,10 +183,16 @@ class Gemma4Train final : public TrainableLM {
     const int64_t T = batch_.T, Dh = cfg_.layers[l].head_dim;
     for (int64_t i = 0; i < batch_.B; ++i) {
       float* xi = x + i * T * heads * Dh;
-      if (backward) rope_backward(rope(l), xi, T, heads, Dh);
-      else rope_forward(rope(l), xi, T, heads, Dh);
+      if (backward) rope_backward(rope(l), xi, T, heads, Dh, 0, positions_.data() + i * T);
+      else rope_forward(rope(l), xi, T, heads, Dh, 0, positions_.data() + i * T);
     }
   }
+  // Padding, packed sequences, and (sliding layers of the large models) bidirectional images.
+  KeyMask key_mask(int64_t l) const {
+    return {batch_.attention_mask.data(), batch_.sequence_ids.empty() ? nullptr : batch_.sequence_ids.data(),
+            cfg_.layers[l].sliding && !image_groups_.empty() ? image_groups_.data() : nullptr};
+  }
+  void find_image_groups();
 
   void layer_forward(Context& ctx, int64_t l, Tensor& x);
   void layer_backward(Context& ctx, int64_t l, Tensor& dx);
@@ -220,7 +226,26 @@ class Gemma4Train final : public TrainableLM {
   int32_t image_id_ = -1, audio_id_ = -1, video_id_ = -1;
   std::vector<int32_t> lookup_ids_;
   std::vector<int64_t> image_rows_, audio_rows_;
+  std::vector<int64_t> positions_;     // token_positions of the last batch
+  std::vector<int32_t> image_groups_;  // bidirectional_images: each run of image tokens, else empty
 };
+
+// HF create_causal_mask_mapping for the large models (use_bidirectional_attention "vision"): each
+// contiguous run of image placeholders in a row is one group, whose tokens see each other in the
+// sliding layers.
+void Gemma4Train::find_image_groups() {
+  image_groups_.clear();
+  if (!cfg_.bidirectional_images || image_id_ < 0) return;
+  const Batch& b = batch_;
+  image_groups_.assign(b.B * b.T, -1);
+  int32_t next = 0;
+  for (int64_t i = 0; i < b.B; ++i)
+    for (int64_t t = 0; t < b.T; ++t) {
+      const int64_t r = i * b.T + t;
+      if (b.input_ids[r] != image_id_) continue;
+      image_groups_[r] = t > 0 && b.input_ids[r - 1] == image_id_ ? image_groups_[r - 1] : next++;
+    }
+}
 
 // Gemma4Model.forward's merge, first half: every placeholder id becomes the pad id for the
 // embedding lookups.
@@ -290,15 +315,15 @@ void Gemma4Train::media_backward(Context& ctx, const Tensor& dx0) {
   if (!batch_.audio.empty() && trains(*audio_)) audio_->backward(ctx, gather(audio_rows_));
 }
 
-// HF Gemma4TextModel.forward (position_ids = arange(T) per row, the padding mask on keys) +
+// HF Gemma4TextModel.forward (position_ids = arange(T) per row or per packed sequence, the key mask) +
 // lm_head + final soft-capping.
 void Gemma4Train::forward(Context& ctx, const Batch& b) {
   const Gemma4TextConfig& c = cfg_;
   const int64_t N = b.B * b.T, D = c.hidden, L = c.n_layers, P = c.ple_dim;
-  EV_CHECK(b.B > 0 && b.T > 0 && (int64_t)b.input_ids.size() == N && (int64_t)b.attention_mask.size() == N &&
-               (int64_t)b.labels.size() == N,
-           "train: batch tensors disagree with its shape [", b.B, ", ", b.T, "]");
+  check_batch(b);
   batch_ = b;
+  positions_ = token_positions(b);
+  find_image_groups();
 
   // Gemma4TextScaledWordEmbedding: E[id] * sqrt(hidden); then the media's soft tokens.
   resize(x0_, N, D);
@@ -382,8 +407,8 @@ void Gemma4Train::layer_forward(Context& ctx, int64_t l, Tensor& x) {
   const LayerActs& kv = acts_[sh.kv_source];
   s.probs.resize({batch_.B, H, batch_.T, batch_.T});
   resize(s.att, N, H * Dh);
-  attention_forward(attention_shape(l), s.q.data(), kv.k.data(), kv.v.data(), batch_.attention_mask.data(), batch_.B,
-                    batch_.T, s.probs.data(), s.att.data());
+  attention_forward(attention_shape(l), s.q.data(), kv.k.data(), kv.v.data(), key_mask(l), batch_.B, batch_.T,
+                    s.probs.data(), s.att.data());
   resize(s.o, N, D);
   p[kO].forward(ctx, s.att.data(), N, s.o.data());
   Tensor h({N, D});
@@ -538,8 +563,7 @@ void Gemma4Train::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
   p[kO].backward(ctx, s.att.data(), dh.data(), N, datt.data());
   const LayerActs& kv = acts_[sh.kv_source];
   attention_backward(attention_shape(l), datt.data(), s.q.data(), kv.k.data(), kv.v.data(), s.probs.data(),
-                     batch_.attention_mask.data(), batch_.B, batch_.T, dq.data(), dk_[sh.kv_source].data(),
-                     dv_[sh.kv_source].data());
+                     key_mask(l), batch_.B, batch_.T, dq.data(), dk_[sh.kv_source].data(), dv_[sh.kv_source].data());
   rope_rows(l, dq.data(), H, true);
   rms_norm_backward(dq.data(), s.q_raw.data(), w.q_norm.f32(), s.rstd_q.data(), dq_raw.data(), grad(w.q_norm), N * H,
                     Dh);

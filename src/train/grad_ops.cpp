@@ -114,38 +114,43 @@ void linear_bias_backward(const float* dy, int64_t rows, int64_t O, float* db) {
   for (int64_t t = 0; t < rows; ++t) ops::add(db, dy + t * O, O);
 }
 
-void rope_forward(const nn::Rope& rope, float* x, int64_t T, int64_t heads, int64_t Dh, int64_t pos0) {
-  for (int64_t t = 0; t < T; ++t) rope.apply(x + t * heads * Dh, heads, Dh, pos0 + t);
+void rope_forward(const nn::Rope& rope, float* x, int64_t T, int64_t heads, int64_t Dh, int64_t pos0,
+                  const int64_t* positions) {
+  for (int64_t t = 0; t < T; ++t) rope.apply(x + t * heads * Dh, heads, Dh, positions ? positions[t] : pos0 + t);
 }
 
-void rope_backward(const nn::Rope& rope, float* dx, int64_t T, int64_t heads, int64_t Dh, int64_t pos0) {
+void rope_backward(const nn::Rope& rope, float* dx, int64_t T, int64_t heads, int64_t Dh, int64_t pos0,
+                   const int64_t* positions) {
   // y = s·R(θ)x, so dx = s·R(θ)ᵀdy = s·R(-θ)dy: cos(-θ) = cos θ, sin(-θ) = -sin θ exactly.
-  for (int64_t t = 0; t < T; ++t) rope.apply(dx + t * heads * Dh, heads, Dh, -(pos0 + t));
+  for (int64_t t = 0; t < T; ++t) rope.apply(dx + t * heads * Dh, heads, Dh, -(positions ? positions[t] : pos0 + t));
 }
 
 namespace {
-inline bool key_visible(const nn::AttentionShape& a, const uint8_t* key_mask, int64_t i, int64_t j) {
+// Query i and key j of row b (r0 = b * T): HF's mask functions, (causal AND window) OR same
+// group, AND padding AND same sequence.
+inline bool key_visible(const nn::AttentionShape& a, const KeyMask& m, int64_t r0, int64_t i, int64_t j) {
+  if (m.valid && !m.valid[r0 + j]) return false;
+  if (m.sequence && m.sequence[r0 + j] != m.sequence[r0 + i]) return false;
+  if (m.group && m.group[r0 + i] >= 0 && m.group[r0 + i] == m.group[r0 + j]) return true;
   if (a.causal && j > i) return false;
-  if (a.sliding_window > 0 && j <= i - a.sliding_window) return false;
-  return !key_mask || key_mask[j];
+  return !(a.sliding_window > 0 && j <= i - a.sliding_window);
 }
 }  // namespace
 
 void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
-                       const uint8_t* key_mask, int64_t B, int64_t T, float* probs, float* out) {
+                       const KeyMask& mask, int64_t B, int64_t T, float* probs, float* out) {
   EV_CHECK(a.softcap == 0.0f, "train: attention soft-capping has no backward yet");
   const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
   const int64_t qw = H * Dh, kw = Hkv * Dh;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t kh = h / group;
-      const uint8_t* m = key_mask ? key_mask + b * T : nullptr;
       for (int64_t i = 0; i < T; ++i) {
         float* p = probs + ((b * H + h) * T + i) * T;
         const float* qi = q + (b * T + i) * qw + h * Dh;
         bool any = false;
         for (int64_t j = 0; j < T; ++j) {
-          if (!key_visible(a, m, i, j)) {
+          if (!key_visible(a, mask, b * T, i, j)) {
             p[j] = -INFINITY;
             continue;
           }
@@ -176,7 +181,7 @@ void attention_forward(const nn::AttentionShape& a, const float* q, const float*
 // constant average: it passes gradient to v only (torch's autograd would also send its softmax
 // gradient through the dtype-min scores; such rows are padding queries, whose loss is ignored).
 void attention_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
-                        const float* v, const float* probs, const uint8_t* key_mask, int64_t B, int64_t T, float* dq,
+                        const float* v, const float* probs, const KeyMask& mask, int64_t B, int64_t T, float* dq,
                         float* dk, float* dv) {
   const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
   const int64_t qw = H * Dh, kw = Hkv * Dh;
@@ -184,11 +189,10 @@ void attention_backward(const nn::AttentionShape& a, const float* dout, const fl
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t kh = h / group;
-      const uint8_t* m = key_mask ? key_mask + b * T : nullptr;
       for (int64_t i = 0; i < T; ++i) {
         const float* p = probs + ((b * H + h) * T + i) * T;
         bool any = false;
-        for (int64_t j = 0; j < T && !any; ++j) any = key_visible(a, m, i, j);
+        for (int64_t j = 0; j < T && !any; ++j) any = key_visible(a, mask, b * T, i, j);
         const float* doi = dout + (b * T + i) * qw + h * Dh;
         double sum = 0;
         for (int64_t j = 0; j < T; ++j) {

@@ -40,21 +40,39 @@ void linear_bias_backward(const float* dy, int64_t rows, int64_t O, float* db);
 using ops::f32_weight;
 
 // --- RoPE (HF apply_rotary_pos_emb; rotate-half or interleaved, as nn::Rope is configured) ------
-// x [T, heads*Dh] of one sequence, token t at position pos0 + t, rotated in place.
-void rope_forward(const nn::Rope& rope, float* x, int64_t T, int64_t heads, int64_t Dh, int64_t pos0 = 0);
+// x [T, heads*Dh] of one row, token t at position pos0 + t (or positions[t]), rotated in place.
+void rope_forward(const nn::Rope& rope, float* x, int64_t T, int64_t heads, int64_t Dh, int64_t pos0 = 0,
+                  const int64_t* positions = nullptr);
 // The rotation is orthogonal up to attention_scaling, so the backward rotates dx back (by -pos).
-void rope_backward(const nn::Rope& rope, float* dx, int64_t T, int64_t heads, int64_t Dh, int64_t pos0 = 0);
+void rope_backward(const nn::Rope& rope, float* dx, int64_t T, int64_t heads, int64_t Dh, int64_t pos0 = 0,
+                   const int64_t* positions = nullptr);
 
-// --- causal self-attention with GQA (HF eager_attention_forward, dropout 0) --------------------
-// q [B*T, H*Dh], k/v [B*T, Hkv*Dh]; key_mask [B*T] (0 = padding key) or null; out [B*T, H*Dh].
-// probs [B, H, T, T] (softmax rows, kept for the backward). Supports a.causal, a.sliding_window;
-// a.softcap must be 0. A query row that sees no key is uniform over all T keys, like HF's eager
-// softmax over a row of dtype-min scores.
+// --- self-attention with GQA (HF eager_attention_forward, dropout 0) --------------------------
+// Which keys a query sees besides a.causal and a.sliding_window; each array is [B*T] or null.
+struct KeyMask {
+  const uint8_t* valid = nullptr;     // 0 = padding key
+  const int32_t* sequence = nullptr;  // packed rows: only the keys of the query's own sequence
+  const int32_t* group = nullptr;     // bidirectional blocks (Gemma's images): a query also sees every
+                                      // key of its group (>= 0), later ones and out-of-window ones included
+};
+// q [B*T, H*Dh], k/v [B*T, Hkv*Dh]; out [B*T, H*Dh]. probs [B, H, T, T] (softmax rows, kept for the
+// backward). a.softcap must be 0. A query row that sees no key is uniform over all T keys, like
+// HF's eager softmax over a row of dtype-min scores.
 void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
-                       const uint8_t* key_mask, int64_t B, int64_t T, float* probs, float* out);
+                       const KeyMask& mask, int64_t B, int64_t T, float* probs, float* out);
 void attention_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
-                        const float* v, const float* probs, const uint8_t* key_mask, int64_t B, int64_t T, float* dq,
+                        const float* v, const float* probs, const KeyMask& mask, int64_t B, int64_t T, float* dq,
                         float* dk, float* dv);
+// Padding only.
+inline void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
+                              const uint8_t* key_mask, int64_t B, int64_t T, float* probs, float* out) {
+  attention_forward(a, q, k, v, KeyMask{key_mask}, B, T, probs, out);
+}
+inline void attention_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
+                               const float* v, const float* probs, const uint8_t* key_mask, int64_t B, int64_t T,
+                               float* dq, float* dk, float* dv) {
+  attention_backward(a, dout, q, k, v, probs, KeyMask{key_mask}, B, T, dq, dk, dv);
+}
 
 // --- gated activation (SwiGLU / GeGLU middle: out = act(gate) * up) ----------------------------
 // Forward: ops::gated_act (inference, fast tanh/exp) or gated_act_forward (the exact function the

@@ -111,22 +111,26 @@ class LlamaTrain final : public TrainableLM {
   std::vector<std::array<TrainLinear, kNumProj>> proj_;
   TrainLinear lm_head_;
 
-  // The last forward's batch and activations.
+  // The last forward's batch, its token positions and activations.
   Batch batch_;
+  std::vector<int64_t> positions_;
+  KeyMask key_mask() const {
+    return {batch_.attention_mask.data(), batch_.sequence_ids.empty() ? nullptr : batch_.sequence_ids.data()};
+  }
   std::vector<LayerActs> acts_;
   bool recompute_ = false;
   Tensor x_final_, xn_final_;
   std::vector<float> rstd_final_;
 };
 
-// HF LlamaModel.forward (position_ids = arange(T) per row, the padding mask on keys) + lm_head.
+// HF LlamaModel.forward (position_ids = arange(T) per row, or per sequence of a packed row; the
+// padding mask on keys) + lm_head.
 void LlamaTrain::forward(Context& ctx, const Batch& b) {
   const DecoderConfig& d = cfg_.dec;
-  const int64_t B = b.B, T = b.T, N = B * T, D = d.hidden;
-  EV_CHECK(B > 0 && T > 0 && (int64_t)b.input_ids.size() == N && (int64_t)b.attention_mask.size() == N &&
-               (int64_t)b.labels.size() == N,
-           "train: batch tensors disagree with its shape [", B, ", ", T, "]");
+  const int64_t N = b.B * b.T, D = d.hidden;
+  check_batch(b);
   batch_ = b;
+  positions_ = token_positions(b);
   Tensor x({N, D});
   embed_tokens(w_.embed, b.input_ids, x.data());
   for (int64_t l = 0; l < d.n_layers; ++l) {
@@ -165,13 +169,12 @@ void LlamaTrain::layer_forward(Context& ctx, int64_t l, Tensor& x) {
   p[kK].forward(ctx, s.xn1.data(), N, s.k.data());
   p[kV].forward(ctx, s.xn1.data(), N, s.v.data());
   for (int64_t i = 0; i < B; ++i) {
-    rope_forward(rope_, s.q.data() + i * T * H * Dh, T, H, Dh);
-    rope_forward(rope_, s.k.data() + i * T * Hkv * Dh, T, Hkv, Dh);
+    rope_forward(rope_, s.q.data() + i * T * H * Dh, T, H, Dh, 0, positions_.data() + i * T);
+    rope_forward(rope_, s.k.data() + i * T * Hkv * Dh, T, Hkv, Dh, 0, positions_.data() + i * T);
   }
   s.probs.resize({B, H, T, T});
   s.att.resize({N, H * Dh});
-  attention_forward(a, s.q.data(), s.k.data(), s.v.data(), b.attention_mask.data(), B, T, s.probs.data(),
-                    s.att.data());
+  attention_forward(a, s.q.data(), s.k.data(), s.v.data(), key_mask(), B, T, s.probs.data(), s.att.data());
   p[kO].forward(ctx, s.att.data(), N, h.data());
   ops::add(x.data(), h.data(), N * D);
   s.x_mid = x;
@@ -221,11 +224,11 @@ void LlamaTrain::backward(Context& ctx, const Tensor& dlogits) {
     rms_norm_backward(dxn.data(), s.x_mid.data(), w.ffn_norm.f32(), s.rstd2.data(), dx.data(), grad(w.ffn_norm), N, D);
     // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = norm(x_in).
     p[kO].backward(ctx, s.att.data(), dx.data(), N, datt.data());
-    attention_backward(a, datt.data(), s.q.data(), s.k.data(), s.v.data(), s.probs.data(),
-                       batch_.attention_mask.data(), B, T, dq.data(), dk.data(), dv.data());
+    attention_backward(a, datt.data(), s.q.data(), s.k.data(), s.v.data(), s.probs.data(), key_mask(), B, T,
+                       dq.data(), dk.data(), dv.data());
     for (int64_t i = 0; i < B; ++i) {
-      rope_backward(rope_, dq.data() + i * T * H * Dh, T, H, Dh);
-      rope_backward(rope_, dk.data() + i * T * Hkv * Dh, T, Hkv, Dh);
+      rope_backward(rope_, dq.data() + i * T * H * Dh, T, H, Dh, 0, positions_.data() + i * T);
+      rope_backward(rope_, dk.data() + i * T * Hkv * Dh, T, Hkv, Dh, 0, positions_.data() + i * T);
     }
     std::fill(dxn.vec().begin(), dxn.vec().end(), 0.0f);
     p[kQ].backward(ctx, s.xn1.data(), dq.data(), N, dxn.data());

@@ -140,6 +140,24 @@ std::unique_ptr<TrainableLM> open_trainable(const std::string& path) {
   fail(path, ": no training forward for architecture '", arch, "' yet (supported: llama, gemma4_text, gemma4)");
 }
 
+std::vector<int64_t> token_positions(const Batch& b) {
+  std::vector<int64_t> pos(b.B * b.T);
+  for (int64_t i = 0; i < b.B; ++i)
+    for (int64_t t = 0, start = 0; t < b.T; ++t) {
+      const int64_t r = i * b.T + t;
+      if (!b.sequence_ids.empty() && t > 0 && b.sequence_ids[r] != b.sequence_ids[r - 1]) start = t;
+      pos[r] = t - start;
+    }
+  return pos;
+}
+
+void check_batch(const Batch& b) {
+  const int64_t N = b.B * b.T;
+  EV_CHECK(b.B > 0 && b.T > 0 && (int64_t)b.input_ids.size() == N && (int64_t)b.attention_mask.size() == N &&
+               (int64_t)b.labels.size() == N && (b.sequence_ids.empty() || (int64_t)b.sequence_ids.size() == N),
+           "train: batch tensors disagree with its shape [", b.B, ", ", b.T, "]");
+}
+
 std::vector<int64_t> shifted_targets(const Batch& b) {
   std::vector<int64_t> t(b.B * b.T, kIgnoreIndex);
   for (int64_t i = 0; i < b.B; ++i)

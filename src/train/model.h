@@ -46,7 +46,15 @@ struct Batch {
   std::vector<int64_t> labels;          // [B*T], kIgnoreIndex (-100) = no loss (prompt, padding)
   std::vector<BatchImage> images;
   std::vector<BatchAudio> audio;
+  // Packed rows (SFT packing): each token's sequence within its row ([B*T]; empty = one sequence
+  // per row). A token attends only to its own sequence, whose positions start at 0.
+  std::vector<int32_t> sequence_ids;
 };
+
+// Each token's position ([B*T]): its index in its row, or in its sequence in a packed row.
+std::vector<int64_t> token_positions(const Batch& b);
+// Checks the batch's tensors against its shape [B, T] (what = the caller, for the message).
+void check_batch(const Batch& b);
 
 // A base-model parameter with its float32 gradient (allocated by enable_base_grads).
 struct BaseParam {

@@ -78,7 +78,7 @@ class Trainer {
     format_ = std::make_unique<DataFormatter>(*tokenizer_, tmpl, o_.format);
     media_ = open_media_loader(o_.model);
     load_data();
-    const int64_t per_epoch = (train_rows_.size() + o_.batch_size - 1) / o_.batch_size;
+    const int64_t per_epoch = ((int64_t)train_examples() + o_.batch_size - 1) / o_.batch_size;
     total_ = o_.max_steps > 0 ? o_.max_steps : (o_.epochs * per_epoch + o_.grad_accum - 1) / o_.grad_accum;
     warmup_ = o_.warmup_steps > 0 ? o_.warmup_steps : (int64_t)std::ceil(o_.warmup_ratio * total_);
     micro_per_epoch_ = per_epoch;
@@ -127,6 +127,10 @@ class Trainer {
   std::unique_ptr<AttachedLora> sampler_lora_;
 
   std::vector<Json> train_rows_, eval_rows_;
+  // Examples a training epoch goes through (packed rows count once each).
+  size_t train_examples() const {
+    return o_.method == Method::Sft ? sft_train_.size() : o_.method == Method::Dpo ? pref_train_.size() : prompt_train_.size();
+  }
   std::vector<SftExample> sft_train_, sft_eval_;
   std::vector<PreferenceExample> pref_train_, pref_eval_;
   std::vector<PromptExample> prompt_train_, prompt_eval_;
@@ -165,6 +169,10 @@ void Trainer::load_data() {
     case Method::Sft:
       tokenize(train_rows_, sft_train_, [&](const Json& r) { return format_->sft(r); });
       tokenize(eval_rows_, sft_eval_, [&](const Json& r) { return format_->sft(r); });
+      if (o_.packing) {
+        sft_train_ = pack_sft(sft_train_, o_.format.max_length);
+        sft_eval_ = pack_sft(sft_eval_, o_.format.max_length);
+      }
       break;
     case Method::Dpo:
       tokenize(train_rows_, pref_train_, [&](const Json& r) { return format_->preference(r); });
@@ -180,7 +188,7 @@ void Trainer::load_data() {
 std::vector<size_t> Trainer::micro_rows(int64_t k) {
   const int64_t epoch = k / micro_per_epoch_, i = k % micro_per_epoch_;
   if (epoch != cached_epoch_) {
-    perm_.resize(train_rows_.size());
+    perm_.resize(train_examples());
     std::iota(perm_.begin(), perm_.end(), 0);
     std::mt19937_64 rng(o_.seed + 1000003ull * (uint64_t)epoch);
     std::shuffle(perm_.begin(), perm_.end(), rng);
@@ -367,7 +375,8 @@ nlohmann::json Trainer::fingerprint() const {
   return {{"method", method_name(o_.method)}, {"model", o_.model},         {"data", o_.data},
           {"batch_size", o_.batch_size},      {"grad_accum", o_.grad_accum}, {"seed", o_.seed},
           {"total_steps", total_},           {"lr", o_.adamw.lr},           {"schedule", o_.schedule},
-          {"warmup_steps", warmup_},         {"lora_r", o_.lora.r},         {"lora_alpha", o_.lora.alpha}};
+          {"warmup_steps", warmup_},         {"lora_r", o_.lora.r},         {"lora_alpha", o_.lora.alpha},
+          {"packing", o_.packing},           {"max_length", o_.format.max_length}};
 }
 
 void Trainer::save_checkpoint(int64_t step) {
@@ -448,6 +457,9 @@ void Trainer::run() {
     if (start > 0) std::fprintf(stderr, "edgevl train: resuming from %s/checkpoint-%lld\n", o_.out.c_str(), (long long)start);
   }
   model_->attach_lora(&lora_);
+  if (o_.packing)
+    std::fprintf(stderr, "edgevl train: packed into %zu training rows and %zu held out of up to %lld tokens\n",
+                 sft_train_.size(), sft_eval_.size(), (long long)o_.format.max_length);
   std::fprintf(stderr,
                "edgevl train %s: %zu training rows, %zu held out; %lld steps (batch %lld x %lld accumulation); LoRA r=%lld "
                "on %zu linears (%lld parameters)\n",

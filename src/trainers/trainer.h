@@ -25,6 +25,7 @@ struct TrainOptions {
   double eval_split = 0.0;      // fraction of rows held out (after a seeded shuffle)
   std::string chat_template;    // Jinja file overriding the model's
   FormatOptions format;
+  bool packing = false;         // SFT: examples packed into rows of format.max_length (pack_sft)
 
   int64_t epochs = 1, max_steps = 0;  // max_steps > 0 overrides epochs
   int64_t batch_size = 4;             // rows (SFT), pairs (DPO), prompts x num_generations (GRPO) per micro-batch
