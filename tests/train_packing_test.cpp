@@ -2,14 +2,21 @@
 // to itself with its positions restarting at 0, must train exactly as the examples in rows of
 // their own (checked on the golden checkpoints, against their unpacked forward); bidirectional
 // image blocks (Gemma 4's large models); TRL's best-fit-decreasing placement.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
+#include "core/mmap.h"
 #include "io/safetensors.h"
+#include "models/model.h"
 #include "test_util.h"
 #include "train/data.h"
 #include "train/grad_ops.h"
@@ -114,6 +121,70 @@ TEST(TrainPacking, KeyMaskRules) {
     for (int64_t j = 0; j < T; ++j)
       EXPECT_FLOAT_EQ(probs[i * T + j], seen[j] ? 1.0f / n : 0.0f) << "query " << i << " key " << j;
   }
+}
+
+TEST(TrainPacking, Gemma4BidirectionalImagesMatchInference) {
+  // The vision-language golden checkpoint switched to the large models' image attention
+  // (use_bidirectional_attention "vision": an image's soft tokens see each other in the sliding
+  // layers). The training forward's logits for the full row (an image and a clip) must be the
+  // inference forward's, which implements the same rule on its own, and must differ from the
+  // causal model's.
+  namespace fs = std::filesystem;
+  const std::string src = test::shared_dir() + "/golden/hf/train/gemma4";
+  const fs::path dir = testing::TempDir() + "/edgevl_bidi_gemma4_" + std::to_string(getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  nlohmann::json cfg = nlohmann::json::parse(read_text_file(src + "/config.json"));
+  cfg["text_config"]["use_bidirectional_attention"] = "vision";
+  std::ofstream(dir / "config.json") << cfg.dump();
+  fs::create_symlink(src + "/model.safetensors", dir / "model.safetensors");
+  auto golden = safetensors::File::open(src + "/golden.safetensors");
+  const Batch b = read_batch(*golden);
+  ASSERT_EQ(std::count(b.attention_mask.begin(), b.attention_mask.begin() + b.T, 1), b.T) << "row 0 is full";
+  Context ctx(2);
+
+  auto logits_of = [&](const std::string& model_dir) {
+    auto m = open_trainable(model_dir);
+    m->match_hf_eager_attention(true);
+    m->forward(ctx, b);
+    return std::vector<float>(m->logits().data(), m->logits().data() + b.T * m->logits().dim(-1));
+  };
+  const std::vector<float> train_bidi = logits_of(dir.string()), train_causal = logits_of(src);
+
+  auto model = load_model(dir.string());
+  model->match_hf_eager_attention(true);
+  const MediaTokens ids = model->media_tokens();
+  const int64_t D = model->info().hidden;
+  Tensor image, clip;
+  const BatchImage& im = b.images[0];
+  model->encode_image(ctx, im.pixels.data(), im.positions.data(), im.n_patches, image);
+  const BatchAudio& au = b.audio[0];
+  model->encode_audio(ctx, au.features.data(), au.mask.empty() ? nullptr : au.mask.data(), au.frames,
+                      (int64_t)au.features.size() / au.frames, clip);
+  std::vector<int32_t> row(b.input_ids.begin(), b.input_ids.begin() + b.T), positions;
+  std::vector<float> embeds;
+  int64_t next_image = 0, next_audio = 0;
+  for (int64_t t = 0; t < b.T; ++t) {
+    const Tensor* from = row[t] == ids.image ? &image : row[t] == ids.audio ? &clip : nullptr;
+    if (!from) continue;
+    int64_t& k = from == &image ? next_image : next_audio;
+    positions.push_back((int32_t)t);
+    embeds.insert(embeds.end(), from->row(k), from->row(k) + D);
+    ++k;
+  }
+  ASSERT_EQ(next_image, image.dim(0));
+  ASSERT_EQ(next_audio, clip.dim(0));
+  nn::KvCache cache = model->new_cache(b.T);
+  ForwardRequest req;
+  req.tokens = row;
+  req.all_logits = true;
+  req.embed_positions = positions;
+  req.embeds = embeds.data();
+  Tensor logits;
+  model->forward(ctx, cache, req, logits);
+  EXPECT_LE(test::rel_error(train_bidi, logits.vec()), 1e-5);
+  EXPECT_GT(test::rel_error(train_causal, logits.vec()), 1e-3) << "the images' bidirectional attention changed nothing";
+  fs::remove_all(dir);
 }
 
 TEST(TrainPacking, BestFitDecreasing) {
