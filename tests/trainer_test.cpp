@@ -276,6 +276,32 @@ TEST(Trainer, VisionLanguageSftOnImageAndAudioRows) {
   EXPECT_NE(run_output(run + "tall_chat.png'", tmp).find("edgevl"), std::string::npos);  // not in the data
 }
 
+TEST(Trainer, VisionLanguageGrpoSamplesFromImagePrompts) {
+  // GRPO on prompts with an image: the sampler encodes the image with the inference model (the
+  // adapter riding on it) and the policy's loss runs the image through the training towers.
+  const fs::path dir = testing::TempDir() + "/edgevl_trainer_vlm_grpo_" + std::to_string(getpid());
+  fs::remove_all(dir);
+  test::make_tiny_gemma4(dir / "model");
+  const std::string image = test::shared_dir() + "/golden/hf/processors/gemma4_image/media/photo.jpg";
+  {
+    std::ofstream d(dir / "prompts.jsonl");
+    for (const char* q : {"What is it?", "Describe it.", "Name it."})
+      d << nlohmann::json{{"prompt",
+                           {{{"role", "user"},
+                             {"content", {{{"type", "image"}, {"image", image}}, {{"type", "text"}, {"text", q}}}}}}}}
+               .dump()
+        << "\n";
+  }
+  const std::string out = (dir / "adapter").string();
+  ASSERT_EQ(sh(bin() + " train grpo -m '" + (dir / "model").string() + "' --data '" + (dir / "prompts.jsonl").string() +
+               "' --out '" + out + "' --max-steps 3 -b 1 --num-generations 2 --max-completion-length 3 " +
+               "--reward length:2 --seed 1 --no-progress -t 2 2>/dev/null"),
+            0);
+  const auto log = read_log(out);
+  ASSERT_EQ(log.size(), 3u);
+  for (const auto& l : log) EXPECT_TRUE(l.contains("reward") && std::isfinite(l["loss"].get<double>())) << l.dump();
+}
+
 TEST(Trainer, MergeFoldsThePeftAdapterIntoTheBase) {
   // Independent reference: the golden lora.logits (PEFT on transformers) from the merged folder.
   const std::string dir = test::shared_dir() + "/golden/hf/train/llama";

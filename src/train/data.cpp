@@ -237,12 +237,9 @@ PromptExample DataFormatter::prompt(const Json& row) const {
   EV_CHECK(row.contains("prompt"), "data: a GRPO row needs \"prompt\"");
   PromptExample e;
   std::string rendered;
-  std::vector<MediaRef> media;
-  e.prompt = prompt_ids(row, row["prompt"], &rendered, &media);
-  EV_CHECK(media.empty(), "data: GRPO prompts with images or audio are not supported yet (sampling runs on text ",
-           "prompts); SFT and DPO rows may have them");
+  e.prompt = prompt_ids(row, row["prompt"], &rendered, &e.media);
   EV_CHECK(!e.prompt.empty(), "data: empty prompt");
-  truncate(e.prompt, o_.max_length - 1);
+  truncate_with_media(e.prompt, e.media, o_.max_length - 1, media_);
   e.row = row;
   return e;
 }

@@ -13,7 +13,8 @@
 //   {"type": "audio", "audio": "clip.wav"}    (also "path", or the row's "audios" list)
 // Relative paths are relative to the JSONL file's folder. The chat template writes one
 // placeholder per part, which expands into begin + one slot per soft token + end, as the model's
-// processor does; the files are preprocessed when their batch is collated.
+// processor does; the files are preprocessed when their batch is collated (GRPO: also when the
+// prompt is sampled from).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -64,7 +65,8 @@ struct PreferenceExample {
 };
 struct PromptExample {
   std::vector<int32_t> prompt;
-  Json row;  // the whole row, for reward functions
+  Json row;                     // the whole row, for reward functions
+  std::vector<MediaRef> media;  // the prompt's, in placeholder order
 };
 
 struct FormatOptions {

@@ -97,7 +97,9 @@ class Trainer {
   std::vector<size_t> micro_rows(int64_t k);
   StepStats train_step(int64_t step);
   std::map<std::string, double> evaluate();
-  std::vector<std::vector<int32_t>> sample(const std::vector<int32_t>& prompt, int64_t n, uint64_t seed, float temperature);
+  std::vector<std::vector<int32_t>> sample(const PromptExample& p, int64_t n, uint64_t seed, float temperature);
+  // The prompt with its media's soft tokens from the inference model (its adapter attached).
+  MediaPrompt media_prompt(const PromptExample& p);
   void save_checkpoint(int64_t step);
   int64_t restore_checkpoint();
   nlohmann::json fingerprint() const;
@@ -198,15 +200,57 @@ std::vector<size_t> Trainer::micro_rows(int64_t k) {
   return {perm_.begin() + b, perm_.begin() + e};
 }
 
-std::vector<std::vector<int32_t>> Trainer::sample(const std::vector<int32_t>& prompt, int64_t n, uint64_t seed,
+MediaPrompt Trainer::media_prompt(const PromptExample& p) {
+  MediaPrompt mp;
+  mp.tokens = p.prompt;
+  if (p.media.empty()) return mp;
+  Batch files;
+  for (const MediaRef& m : p.media) media_->append(m, files);
+  CausalLM& model = *engine_->model;
+  const MediaTokens ids = model.media_tokens();
+  size_t next_image = 0, next_audio = 0;
+  Tensor soft;
+  int32_t kind = -1;  // the placeholder id of the file being placed
+  int64_t used = 0;   // its soft tokens placed so far
+  for (size_t t = 0; t < mp.tokens.size(); ++t) {
+    const int32_t id = mp.tokens[t];
+    if (id != ids.image && id != ids.audio) continue;
+    if (kind != id || used == soft.dim(0)) {  // the next file (the data formatter sized each run)
+      EV_CHECK(kind < 0 || used == soft.dim(0), "train grpo: a placeholder run is shorter than its file's ",
+               soft.dim(0), " soft tokens");
+      kind = id;
+      if (id == ids.image) {
+        EV_CHECK(next_image < files.images.size(), "train grpo: more image placeholders than images");
+        const BatchImage& im = files.images[next_image++];
+        model.encode_image(*engine_->ctx, im.pixels.data(), im.positions.data(), im.n_patches, soft);
+      } else {
+        EV_CHECK(next_audio < files.audio.size(), "train grpo: more audio placeholders than clips");
+        const BatchAudio& a = files.audio[next_audio++];
+        model.encode_audio(*engine_->ctx, a.features.data(), a.mask.empty() ? nullptr : a.mask.data(), a.frames,
+                           (int64_t)a.features.size() / a.frames, soft);
+      }
+      used = 0;
+    }
+    mp.embed_positions.push_back((int32_t)t);
+    mp.embeds.insert(mp.embeds.end(), soft.row(used), soft.row(used) + soft.dim(1));
+    ++used;
+  }
+  EV_CHECK((kind < 0 || used == soft.dim(0)) && next_image == files.images.size() && next_audio == files.audio.size(),
+           "train grpo: the prompt's placeholders do not match its media");
+  return mp;
+}
+
+std::vector<std::vector<int32_t>> Trainer::sample(const PromptExample& p, int64_t n, uint64_t seed,
                                                   float temperature) {
   if (!engine_) {
     engine_ = std::make_unique<Engine>(Engine::load(o_.model, ctx_.pool.size()));
     sampler_lora_ = std::make_unique<AttachedLora>(*engine_->model, lora_);
   }
+  // Soft tokens once per call: the towers' adapters (if any) change only between steps.
+  const MediaPrompt prompt = media_prompt(p);
   std::vector<std::vector<int32_t>> out;
   for (int64_t i = 0; i < n; ++i) {
-    Session s(*engine_, (int64_t)prompt.size() + o_.max_completion_length + 1);
+    Session s(*engine_, (int64_t)prompt.tokens.size() + o_.max_completion_length + 1);
     GenerateOptions g;
     g.max_new_tokens = (int32_t)o_.max_completion_length;
     g.sampling.temperature = temperature;  // TRL's defaults: no top-k / top-p / min-p
@@ -214,7 +258,7 @@ std::vector<std::vector<int32_t>> Trainer::sample(const std::vector<int32_t>& pr
     g.sampling.top_p = 1.0f;
     g.sampling.min_p = 0.0f;
     g.sampling.seed = seed * 0x9E3779B97F4A7C15ull + (uint64_t)i;
-    GenerateResult r = s.generate(prompt, g);
+    GenerateResult r = prompt.embed_positions.empty() ? s.generate(prompt.tokens, g) : s.generate(prompt, g);
     if (r.eog_token >= 0) r.tokens.push_back(r.eog_token);  // TRL keeps the EOS in the completion
     out.push_back(std::move(r.tokens));
   }
@@ -272,12 +316,18 @@ StepStats Trainer::train_step(int64_t step) {
         for (size_t r = 0; r < rows.size(); ++r) {
           const PromptExample& p = prompt_train_[rows[r]];
           const uint64_t seed = o_.seed + 7919ull * (uint64_t)(step * o_.grad_accum + j) + 104729ull * r;
-          for (auto& c : sample(p.prompt, G, seed, o_.temperature)) {
+          for (auto& c : sample(p, G, seed, o_.temperature)) {
             const std::string text = tokenizer_->decode(c, true);
             double score = 0;
             for (const auto& fn : rewards_) score += fn->score(p.row, text);
             rewards.push_back((float)score);
             prompts.push_back(p.prompt);
+            if (!p.media.empty()) {  // every completion's row carries its prompt's files
+              Batch files;
+              for (const MediaRef& m : p.media) media_->append(m, files);
+              for (BatchImage& im : files.images) g.images.push_back(std::move(im));
+              for (BatchAudio& a : files.audio) g.audio.push_back(std::move(a));
+            }
             st.completion_length += (double)c.size();
             if (c.empty()) c.push_back(tokenizer_->eos_id() >= 0 ? tokenizer_->eos_id() : 0);  // one scored position
             completions.push_back(std::move(c));
@@ -361,7 +411,7 @@ std::map<std::string, double> Trainer::evaluate() {
       if (prompt_eval_.empty()) break;
       double reward = 0;
       for (const PromptExample& p : prompt_eval_) {
-        const auto c = sample(p.prompt, 1, o_.seed, 0.0f);  // greedy
+        const auto c = sample(p, 1, o_.seed, 0.0f);  // greedy
         for (const auto& fn : rewards_) reward += fn->score(p.row, tokenizer_->decode(c[0], true));
       }
       m["eval_reward"] = reward / (double)prompt_eval_.size();
