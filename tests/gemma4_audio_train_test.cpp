@@ -7,13 +7,13 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "grad_check.h"
 #include "io/safetensors.h"
 #include "models/gemma4/audio_encoder.h"
 #include "models/source.h"
@@ -26,15 +26,9 @@ namespace {
 
 using test::as_f32;
 using test::golden_hf;
+using test::randv;
 using test::rel_error;
-
-std::vector<float> randv(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(g);
-  return v;
-}
+using test::sample_gradient_elements;
 
 // The golden clip (48 frames, its mask) and a second one of 37 random frames whose last 9 are
 // padding, so a batch exercises clip offsets, masked keys and masked conv inputs.
@@ -106,27 +100,6 @@ TEST(Gemma4AudioTrain, ForwardMatchesInferenceEncoder) {
     else EXPECT_GT(rel_error(out.vec(), eager_out), 1e-3) << "the two masks should differ on this batch";
   }
 }
-
-// Gradient slots for every weight the tower registers. The checkpoint is mapped read-only, so each
-// registered weight is pointed at a writable copy that finite differences may perturb.
-struct Params {
-  std::vector<std::unique_ptr<BaseParam>> list;
-  std::vector<std::vector<float>> values;  // list[i]'s weight, which the tower now reads
-  BaseParam* operator()(const WeightRef& w) {
-    EXPECT_EQ(w.dtype, DType::F32) << w.name;
-    EXPECT_EQ(w.packed, nullptr) << w.name << ": a repacked copy would not see the perturbations";
-    int64_t n = 1;
-    for (int64_t d : w.shape) n *= d;
-    values.emplace_back(w.f32(), w.f32() + n);
-    const_cast<WeightRef&>(w).data = values.back().data();
-    auto p = std::make_unique<BaseParam>();
-    p->name = w.name;
-    p->w = &w;
-    p->grad.assign(n, 0.0f);
-    list.push_back(std::move(p));
-    return list.back().get();
-  }
-};
 
 struct FdCase {
   std::string what;
@@ -201,26 +174,13 @@ FdResult fd_check(const std::vector<FdCase>& cases, const std::function<double()
   return r;
 }
 
-// The gradient's largest element (so the relative error has a scale) and n random ones among
-// `allowed` (default: all).
-std::vector<size_t> sample(const std::vector<float>& g, std::mt19937& rng, int n, std::vector<size_t> allowed = {}) {
-  if (allowed.empty())
-    for (size_t i = 0; i < g.size(); ++i) allowed.push_back(i);
-  std::vector<size_t> s = {*std::max_element(allowed.begin(), allowed.end(), [&](size_t a, size_t b) {
-    return std::fabs(g[a]) < std::fabs(g[b]);
-  })};
-  std::uniform_int_distribution<size_t> u(0, allowed.size() - 1);
-  for (int i = 0; i < n; ++i) s.push_back(allowed[u(rng)]);
-  return s;
-}
-
 // The tower (every base gradient registered, unless not `base_grads`), LoRA (nonzero B) on q/k/v
 // of both layers and on layer 1's relative_k_proj, and L = Σ out · R.
 struct GradSetup {
   Tower t;
   Clips clips;
   std::unique_ptr<Gemma4AudioTrain> tower;
-  Params params;
+  test::WritableParams params;
   LoraSet lora;
   std::vector<float> R;
   Context ctx{1};
@@ -232,14 +192,9 @@ struct GradSetup {
     clips = read_clips(t.cfg.n_mel);
     tower = std::make_unique<Gemma4AudioTrain>(*t.src, t.cfg, t.text_hidden);
     if (base_grads) tower->enable_base_grads(std::ref(params));
-    std::map<std::string, std::pair<int64_t, int64_t>> modules;
-    for (TrainLinear* l : tower->adaptable_linears()) modules[l->module] = {l->in(), l->out()};
-    LoraConfig lc;
-    lc.r = 4;
-    lc.alpha = 8;
-    lc.target_regex =
-        R"(model\.audio_tower\.layers\.(\d\.self_attn\.[qkv]_proj\.linear|1\.self_attn\.relative_k_proj))";
-    lora = LoraSet::create(lc, modules, 300);
+    lora = test::small_lora(
+        tower->adaptable_linears(),
+        R"(model\.audio_tower\.layers\.(\d\.self_attn\.[qkv]_proj\.linear|1\.self_attn\.relative_k_proj))");
     EXPECT_EQ(lora.pairs.size(), 7u);
     uint32_t seed = 1;
     for (auto& [name, pair] : lora.pairs) pair.B = randv(pair.B.size(), seed++, -0.5f, 0.5f);
@@ -265,11 +220,11 @@ struct GradSetup {
     std::vector<FdCase> c;
     for (size_t i = 0; i < params.list.size(); ++i) {
       const BaseParam& p = *params.list[i];
-      c.push_back(fd_case(p.name, params.values[i], p.grad, sample(p.grad, rng, n)));
+      c.push_back(fd_case(p.name, params.values[i], p.grad, sample_gradient_elements(p.grad, rng, n)));
     }
     for (auto& [name, p] : lora.pairs) {
-      c.push_back(fd_case(name + ".lora_A", p.A, p.dA, sample(p.dA, rng, n)));
-      c.push_back(fd_case(name + ".lora_B", p.B, p.dB, sample(p.dB, rng, n)));
+      c.push_back(fd_case(name + ".lora_A", p.A, p.dA, sample_gradient_elements(p.dA, rng, n)));
+      c.push_back(fd_case(name + ".lora_B", p.B, p.dB, sample_gradient_elements(p.dB, rng, n)));
     }
     return c;
   }
@@ -358,7 +313,7 @@ TEST(Gemma4AudioTrain, ClampedElementsPassNoGradient) {
     for (size_t i = 0; i < s.params.list.size(); ++i)
       if (s.params.list[i].get() == l->gw && !touched.empty())
         cases.push_back(fd_case(l->module + " (clamped rows/cols)", s.params.values[i], l->gw->grad,
-                                sample(l->gw->grad, rng, 12, touched)));
+                                sample_gradient_elements(l->gw->grad, rng, 12, touched)));
   }
   std::printf("  clamped: %lld outputs (%lld rows in every frame), %lld inputs\n", (long long)out_clamped,
               (long long)dead_rows, (long long)in_clamped);

@@ -9,12 +9,12 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "grad_check.h"
 #include "io/safetensors.h"
 #include "models/gemma4/vision_encoder.h"
 #include "models/source.h"
@@ -28,6 +28,7 @@ namespace {
 using test::as_f32;
 using test::golden_hf;
 using test::rel_error;
+using test::sample_gradient_elements;
 
 // A batch of images: pixel values [n_patches, 3·p²] and positions [n_patches, 2] of each.
 struct Images {
@@ -138,27 +139,6 @@ TEST(Gemma4VisionTrain, ForwardMatchesHfImageFeatures) {
   EXPECT_LE(err, 1e-5);
 }
 
-// Gradient slots for every weight the tower registers. The checkpoint is mapped read-only, so each
-// registered weight is pointed at a writable copy that finite differences may perturb.
-struct Params {
-  std::vector<std::unique_ptr<BaseParam>> list;
-  std::vector<std::vector<float>> values;  // list[i]'s weight, which the tower now reads
-  BaseParam* operator()(const WeightRef& w) {
-    EXPECT_EQ(w.dtype, DType::F32) << w.name;
-    EXPECT_EQ(w.packed, nullptr) << w.name << ": a repacked copy would not see the perturbations";
-    int64_t n = 1;
-    for (int64_t d : w.shape) n *= d;
-    values.emplace_back(w.f32(), w.f32() + n);
-    const_cast<WeightRef&>(w).data = values.back().data();
-    auto p = std::make_unique<BaseParam>();
-    p->name = w.name;
-    p->w = &w;
-    p->grad.assign(n, 0.0f);
-    list.push_back(std::move(p));
-    return list.back().get();
-  }
-};
-
 // Which elements every clamp lets through in the last forward (outputs inside the bounds, inputs
 // inside them): a finite difference is only compared where both sides keep the same pattern.
 std::vector<uint8_t> clamp_pattern(Gemma4VisionTrain& tower) {
@@ -238,24 +218,11 @@ void expect_below(const FdResult& r, double tol) {
   for (const auto& [what, err] : r.errors) EXPECT_LT(err, tol) << what;
 }
 
-// A few elements of a gradient: its largest (so the relative error has a scale) and random ones
-// among `allowed` (default: all).
-std::vector<size_t> sample(const std::vector<float>& g, std::mt19937& rng, int n, std::vector<size_t> allowed = {}) {
-  if (allowed.empty())
-    for (size_t i = 0; i < g.size(); ++i) allowed.push_back(i);
-  std::vector<size_t> s = {*std::max_element(allowed.begin(), allowed.end(), [&](size_t a, size_t b) {
-    return std::fabs(g[a]) < std::fabs(g[b]);
-  })};
-  std::uniform_int_distribution<size_t> u(0, allowed.size() - 1);
-  for (int i = 0; i < n; ++i) s.push_back(allowed[u(rng)]);
-  return s;
-}
-
 struct GradSetup {
   Tower t;
   Images im;
   std::unique_ptr<Gemma4VisionTrain> tower;
-  Params params;
+  test::WritableParams params;
   LoraSet lora;
   std::vector<float> R;  // L = Σ out · R
   Context ctx{2};
@@ -274,13 +241,9 @@ struct GradSetup {
     }
     tower = std::make_unique<Gemma4VisionTrain>(*t.src, t.cfg, t.text_hidden);
     tower->enable_base_grads(std::ref(params));
-    std::map<std::string, std::pair<int64_t, int64_t>> modules;
-    for (TrainLinear* l : tower->adaptable_linears()) modules[l->module] = {l->in(), l->out()};
-    LoraConfig lc;
-    lc.r = 4;
-    lc.alpha = 8;
-    lc.target_regex = R"(model\.vision_tower\.encoder\.layers\.(0\.self_attn\.q_proj|1\.mlp\.down_proj)\.linear)";
-    lora = LoraSet::create(lc, modules, 300);
+    lora = test::small_lora(
+        tower->adaptable_linears(),
+        R"(model\.vision_tower\.encoder\.layers\.(0\.self_attn\.q_proj|1\.mlp\.down_proj)\.linear)");
     EXPECT_EQ(lora.pairs.size(), 2u);
     std::mt19937 rng(301);
     std::normal_distribution<float> nd(0.0f, 0.05f);  // B nonzero, as in the golden adapter
@@ -352,11 +315,11 @@ struct GradSetup {
       // Steps that balance float32 rounding in L (noise()) against curvature: matrices are ~0.02
       // in size, norm scales and positions ~1.
       const float h = p.w->shape.size() == 2 ? 5e-3f : 3e-2f;
-      c.push_back({p.name, &params.values[i], &p.grad, sample(p.grad, rng, per_param, allowed), h});
+      c.push_back({p.name, &params.values[i], &p.grad, sample_gradient_elements(p.grad, rng, per_param, allowed), h});
     }
     for (auto& [module, p] : lora.pairs) {
-      c.push_back({module + ".lora_A", &p.A, &p.dA, sample(p.dA, rng, per_param), 2e-2f});
-      c.push_back({module + ".lora_B", &p.B, &p.dB, sample(p.dB, rng, per_param), 2e-2f});
+      c.push_back({module + ".lora_A", &p.A, &p.dA, sample_gradient_elements(p.dA, rng, per_param), 2e-2f});
+      c.push_back({module + ".lora_B", &p.B, &p.dB, sample_gradient_elements(p.dB, rng, per_param), 2e-2f});
     }
     return c;
   }

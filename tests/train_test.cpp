@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "kernels/quants.h"
 #include "golden_rows.h"
+#include "grad_check.h"
 #include "test_util.h"
 #include "models/model.h"
 #include "train/adamw.h"
@@ -31,13 +32,7 @@
 namespace edgevl::train {
 namespace {
 
-std::vector<float> randv(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = u(g);
-  return v;
-}
+using test::randv;
 
 double dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;

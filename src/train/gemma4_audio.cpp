@@ -333,6 +333,24 @@ void Gemma4AudioTrain::GradClip::backward(float* d, int64_t n) const {
     if (!inside[i]) d[i] = 0.0f;
 }
 
+void Gemma4AudioTrain::clipped_norm_forward(GradClip& clip, const float* x, Tensor& xc, const WeightRef& w,
+                                            std::vector<float>& rstd, float* y) {
+  const int64_t N = N_, D = cfg_.hidden;
+  resize(xc, N, D);
+  rstd.resize(N);
+  clip.forward(x, xc.data(), N * D, cfg_.gradient_clipping);
+  rms_norm_forward(xc.data(), w.f32(), y, rstd.data(), N, D, cfg_.rms_eps);
+}
+
+Tensor Gemma4AudioTrain::clipped_norm_backward(const GradClip& clip, const float* dy, const Tensor& xc,
+                                               const WeightRef& w, const std::vector<float>& rstd, BaseParam* gw) {
+  const int64_t N = xc.dim(0), D = xc.dim(1);
+  Tensor dx = zeros(N, D);
+  rms_norm_backward(dy, xc.data(), w.f32(), rstd.data(), dx.data(), grad(gw), N, D);
+  clip.backward(dx.data(), N * D);
+  return dx;
+}
+
 Gemma4AudioTrain::Gemma4AudioTrain(const ModelSource& src, Gemma4AudioConfig cfg, int64_t text_hidden)
     : cfg_(std::move(cfg)), text_hidden_(text_hidden), loader_(src) {
   const Gemma4AudioConfig& c = cfg_;
@@ -500,23 +518,15 @@ void Gemma4AudioTrain::feed_forward(Context& ctx, int64_t l, bool second, Tensor
   TrainLinear& up = proj_[l][second ? kFf2Up : kFf1Up];
   TrainLinear& down = proj_[l][second ? kFf2Down : kFf1Down];
   const int64_t N = N_, D = c.hidden, F = up.out();
-  resize(s.xc, N, D);
   resize(s.xn, N, D);
   resize(s.up, N, F);
   resize(s.act, N, F);
-  resize(s.hc, N, D);
-  s.rstd_pre.resize(N);
-  s.rstd_post.resize(N);
-  s.clip_in.forward(x.data(), s.xc.data(), N * D, c.gradient_clipping);
-  rms_norm_forward(s.xc.data(), (second ? w.ff2_pre_norm : w.ff1_pre_norm).f32(), s.xn.data(), s.rstd_pre.data(), N,
-                   D, c.rms_eps);
+  clipped_norm_forward(s.clip_in, x.data(), s.xc, second ? w.ff2_pre_norm : w.ff1_pre_norm, s.rstd_pre, s.xn.data());
   up.forward(ctx, s.xn.data(), N, s.up.data());
   silu_forward(ctx, s.up.data(), s.act.data(), N * F);
   Tensor h({N, D});
   down.forward(ctx, s.act.data(), N, h.data());
-  s.clip_out.forward(h.data(), s.hc.data(), N * D, c.gradient_clipping);
-  rms_norm_forward(s.hc.data(), (second ? w.ff2_post_norm : w.ff1_post_norm).f32(), h.data(), s.rstd_post.data(), N,
-                   D, c.rms_eps);
+  clipped_norm_forward(s.clip_out, h.data(), s.hc, second ? w.ff2_post_norm : w.ff1_post_norm, s.rstd_post, h.data());
   ops::scale(h.data(), c.residual_weight, N * D);
   ops::add(x.data(), h.data(), N * D);
 }
@@ -529,17 +539,15 @@ void Gemma4AudioTrain::feed_forward_backward(Context& ctx, int64_t l, bool secon
   TrainLinear& up = proj_[l][second ? kFf2Up : kFf1Up];
   TrainLinear& down = proj_[l][second ? kFf2Down : kFf1Down];
   const int64_t N = N_, D = c.hidden, F = up.out();
-  Tensor dh = dx, dhc = zeros(N, D), dact = zeros(N, F), dup = zeros(N, F), dxn = zeros(N, D), dxc = zeros(N, D);
+  Tensor dh = dx, dact = zeros(N, F), dup = zeros(N, F), dxn = zeros(N, D);
   ops::scale(dh.data(), c.residual_weight, N * D);
-  rms_norm_backward(dh.data(), s.hc.data(), (second ? w.ff2_post_norm : w.ff1_post_norm).f32(), s.rstd_post.data(),
-                    dhc.data(), grad(second ? g.ff2_post : g.ff1_post), N, D);
-  s.clip_out.backward(dhc.data(), N * D);
+  const Tensor dhc = clipped_norm_backward(s.clip_out, dh.data(), s.hc, second ? w.ff2_post_norm : w.ff1_post_norm,
+                                           s.rstd_post, second ? g.ff2_post : g.ff1_post);
   down.backward(ctx, s.act.data(), dhc.data(), N, dact.data());
   silu_backward(ctx, s.up.data(), dact.data(), dup.data(), N * F);
   up.backward(ctx, s.xn.data(), dup.data(), N, dxn.data());
-  rms_norm_backward(dxn.data(), s.xc.data(), (second ? w.ff2_pre_norm : w.ff1_pre_norm).f32(), s.rstd_pre.data(),
-                    dxc.data(), grad(second ? g.ff2_pre : g.ff1_pre), N, D);
-  s.clip_in.backward(dxc.data(), N * D);
+  const Tensor dxc = clipped_norm_backward(s.clip_in, dxn.data(), s.xc, second ? w.ff2_pre_norm : w.ff1_pre_norm,
+                                           s.rstd_pre, second ? g.ff2_pre : g.ff1_pre);
   ops::add(dx.data(), dxc.data(), N * D);
 }
 
@@ -551,12 +559,9 @@ void Gemma4AudioTrain::attention_block(Context& ctx, int64_t l, Tensor& x) {
   LayerActs& s = acts_[l];
   auto& p = proj_[l];
   const int64_t N = N_, D = c.hidden, H = c.n_heads, Dh = c.head_dim(), Pn = c.rel_positions();
-  for (Tensor* t : {&s.xc, &s.xn, &s.q_raw, &s.q, &s.k, &s.v, &s.att, &s.hc}) resize(*t, N, D);
+  for (Tensor* t : {&s.xn, &s.q_raw, &s.q, &s.k, &s.v, &s.att}) resize(*t, N, D);
   resize(s.rel_k, Pn, D);
-  s.rstd_pre.resize(N);
-  s.rstd_post.resize(N);
-  s.clip_in.forward(x.data(), s.xc.data(), N * D, c.gradient_clipping);
-  rms_norm_forward(s.xc.data(), w.norm_pre_attn.f32(), s.xn.data(), s.rstd_pre.data(), N, D, c.rms_eps);
+  clipped_norm_forward(s.clip_in, x.data(), s.xc, w.norm_pre_attn, s.rstd_pre, s.xn.data());
   p[kQ].forward(ctx, s.xn.data(), N, s.q_raw.data());
   p[kK].forward(ctx, s.xn.data(), N, s.k.data());
   p[kV].forward(ctx, s.xn.data(), N, s.v.data());
@@ -581,8 +586,7 @@ void Gemma4AudioTrain::attention_block(Context& ctx, int64_t l, Tensor& x) {
   }
   Tensor h({N, D});
   p[kPost].forward(ctx, s.att.data(), N, h.data());
-  s.clip_out.forward(h.data(), s.hc.data(), N * D, c.gradient_clipping);
-  rms_norm_forward(s.hc.data(), w.norm_post_attn.f32(), h.data(), s.rstd_post.data(), N, D, c.rms_eps);
+  clipped_norm_forward(s.clip_out, h.data(), s.hc, w.norm_post_attn, s.rstd_post, h.data());
   ops::add(x.data(), h.data(), N * D);
 }
 
@@ -593,11 +597,10 @@ void Gemma4AudioTrain::attention_block_backward(Context& ctx, int64_t l, Tensor&
   const Slots& g = slots_[l];
   auto& p = proj_[l];
   const int64_t N = N_, D = c.hidden, H = c.n_heads, Dh = c.head_dim(), Pn = c.rel_positions();
-  Tensor dhc = zeros(N, D), datt = zeros(N, D), dq = zeros(N, D), dk = zeros(N, D), dv = zeros(N, D);
-  Tensor drel = zeros(Pn, D), dxn = zeros(N, D), dxc = zeros(N, D);
-  rms_norm_backward(dx.data(), s.hc.data(), w.norm_post_attn.f32(), s.rstd_post.data(), dhc.data(),
-                    grad(g.norm_post_attn), N, D);
-  s.clip_out.backward(dhc.data(), N * D);
+  Tensor datt = zeros(N, D), dq = zeros(N, D), dk = zeros(N, D), dv = zeros(N, D), drel = zeros(Pn, D);
+  Tensor dxn = zeros(N, D);
+  const Tensor dhc =
+      clipped_norm_backward(s.clip_out, dx.data(), s.hc, w.norm_post_attn, s.rstd_post, g.norm_post_attn);
   p[kPost].backward(ctx, s.att.data(), dhc.data(), N, datt.data());
   for (const ClipActs& a : clips_) {
     const int64_t o = a.row0 * D;
@@ -626,9 +629,7 @@ void Gemma4AudioTrain::attention_block_backward(Context& ctx, int64_t l, Tensor&
   p[kK].backward(ctx, s.xn.data(), dk.data(), N, dxn.data());
   p[kV].backward(ctx, s.xn.data(), dv.data(), N, dxn.data());
   p[kRelK].backward(ctx, rel_pos_.data(), drel.data(), Pn, nullptr);
-  rms_norm_backward(dxn.data(), s.xc.data(), w.norm_pre_attn.f32(), s.rstd_pre.data(), dxc.data(),
-                    grad(g.norm_pre_attn), N, D);
-  s.clip_in.backward(dxc.data(), N * D);
+  const Tensor dxc = clipped_norm_backward(s.clip_in, dxn.data(), s.xc, w.norm_pre_attn, s.rstd_pre, g.norm_pre_attn);
   ops::add(dx.data(), dxc.data(), N * D);
 }
 
@@ -640,18 +641,16 @@ void Gemma4AudioTrain::light_conv(Context& ctx, int64_t l, Tensor& x) {
   auto& p = proj_[l];
   const int64_t N = N_, D = c.hidden;
   s.x_lc = x;
-  for (Tensor* t : {&s.xn_lc, &s.g, &s.cc, &s.cn, &s.s}) resize(*t, N, D);
+  for (Tensor* t : {&s.xn_lc, &s.g, &s.cn, &s.s}) resize(*t, N, D);
   resize(s.a, N, 2 * D);
   s.rstd_lc.resize(N);
-  s.rstd_cn.resize(N);
   rms_norm_forward(x.data(), w.lconv_pre_norm.f32(), s.xn_lc.data(), s.rstd_lc.data(), N, D, c.rms_eps);
   p[kConvStart].forward(ctx, s.xn_lc.data(), N, s.a.data());
   glu_forward(s.a.data(), s.g.data(), N, D);
   Tensor h({N, D});
   for (const ClipActs& a : clips_)
     depthwise_conv_forward(s.g.row(a.row0), dw_f_[l].data(), a.T, D, c.conv_kernel, h.row(a.row0));
-  s.clip_conv.forward(h.data(), s.cc.data(), N * D, c.gradient_clipping);
-  rms_norm_forward(s.cc.data(), w.lconv_conv_norm.f32(), s.cn.data(), s.rstd_cn.data(), N, D, c.rms_eps);
+  clipped_norm_forward(s.clip_conv, h.data(), s.cc, w.lconv_conv_norm, s.rstd_cn, s.cn.data());
   silu_forward(ctx, s.cn.data(), s.s.data(), N * D);
   p[kConvEnd].forward(ctx, s.s.data(), N, h.data());
   ops::add(x.data(), h.data(), N * D);
@@ -664,13 +663,10 @@ void Gemma4AudioTrain::light_conv_backward(Context& ctx, int64_t l, Tensor& dx) 
   const Slots& g = slots_[l];
   auto& p = proj_[l];
   const int64_t N = N_, D = c.hidden;
-  Tensor ds = zeros(N, D), dcn = zeros(N, D), dcc = zeros(N, D), dg = zeros(N, D), da = zeros(N, 2 * D);
-  Tensor dxn = zeros(N, D);
+  Tensor ds = zeros(N, D), dcn = zeros(N, D), dg = zeros(N, D), da = zeros(N, 2 * D), dxn = zeros(N, D);
   p[kConvEnd].backward(ctx, s.s.data(), dx.data(), N, ds.data());
   silu_backward(ctx, s.cn.data(), ds.data(), dcn.data(), N * D);
-  rms_norm_backward(dcn.data(), s.cc.data(), w.lconv_conv_norm.f32(), s.rstd_cn.data(), dcc.data(), grad(g.conv_norm),
-                    N, D);
-  s.clip_conv.backward(dcc.data(), N * D);
+  const Tensor dcc = clipped_norm_backward(s.clip_conv, dcn.data(), s.cc, w.lconv_conv_norm, s.rstd_cn, g.conv_norm);
   for (const ClipActs& a : clips_)
     depthwise_conv_backward(s.g.row(a.row0), dw_f_[l].data(), dcc.row(a.row0), a.T, D, c.conv_kernel, dg.row(a.row0),
                             grad(g.dw));
@@ -734,10 +730,7 @@ std::vector<int64_t> Gemma4AudioTrain::forward(Context& ctx, const std::vector<A
     attention_block(ctx, l, x);
     light_conv(ctx, l, x);
     feed_forward(ctx, l, true, x);
-    resize(s.xc_out, N, D);
-    s.rstd_out.resize(N);
-    s.clip_out_norm.forward(x.data(), s.xc_out.data(), N * D, c.gradient_clipping);
-    rms_norm_forward(s.xc_out.data(), w_.layers[l].norm_out.f32(), x.data(), s.rstd_out.data(), N, D, c.rms_eps);
+    clipped_norm_forward(s.clip_out_norm, x.data(), s.xc_out, w_.layers[l].norm_out, s.rstd_out, x.data());
   }
   x_final_ = x;
   // output_proj (with bias), then Gemma4MultimodalEmbedder: RMSNorm without weight, Linear.
@@ -776,11 +769,8 @@ void Gemma4AudioTrain::backward(Context& ctx, const Tensor& dout) {
 
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     const LayerActs& s = acts_[l];
-    Tensor dxc = zeros(N, D);
-    rms_norm_backward(dx.data(), s.xc_out.data(), w_.layers[l].norm_out.f32(), s.rstd_out.data(), dxc.data(),
-                      grad(slots_[l].norm_out), N, D);
-    s.clip_out_norm.backward(dxc.data(), N * D);
-    dx = std::move(dxc);
+    dx = clipped_norm_backward(s.clip_out_norm, dx.data(), s.xc_out, w_.layers[l].norm_out, s.rstd_out,
+                               slots_[l].norm_out);
     feed_forward_backward(ctx, l, true, dx);
     light_conv_backward(ctx, l, dx);
     attention_block_backward(ctx, l, dx);

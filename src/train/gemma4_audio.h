@@ -100,6 +100,13 @@ class Gemma4AudioTrain {
     BaseParam *lconv_pre = nullptr, *conv_norm = nullptr, *per_dim_scale = nullptr, *dw = nullptr;
   };
 
+  // norm(clip(x)), the tower's pattern before every RMSNorm (a weighted one, over [N_, hidden]):
+  // keeps xc = clip(x) and rstd for the backward; y may be x.
+  void clipped_norm_forward(GradClip& clip, const float* x, Tensor& xc, const WeightRef& w, std::vector<float>& rstd,
+                            float* y);
+  // Its backward: d loss / d x from dy (and the norm weight's gradient into gw, when not null).
+  static Tensor clipped_norm_backward(const GradClip& clip, const float* dy, const Tensor& xc, const WeightRef& w,
+                                      const std::vector<float>& rstd, BaseParam* gw);
   void feed_forward(Context& ctx, int64_t l, bool second, Tensor& x);
   void feed_forward_backward(Context& ctx, int64_t l, bool second, Tensor& dx);
   void attention_block(Context& ctx, int64_t l, Tensor& x);

@@ -185,14 +185,8 @@ void Gemma4VisionTrain::layer_forward(Context& ctx, int64_t l, Tensor& x) {
   rope_rows(s.q.data(), H, false);
   rope_rows(s.k.data(), Hkv, false);
 
-  // Each image attends over its own rows (scale 1: the q/k norms stand in for 1/sqrt(Dh)); the
-  // images are independent tasks.
-  nn::AttentionShape a;
-  a.n_heads = H;
-  a.n_kv_heads = Hkv;
-  a.head_dim = Dh;
-  a.scale = 1.0f;
-  a.causal = false;
+  // Each image attends over its own rows; the images are independent tasks.
+  const nn::AttentionShape a = gemma4_vision_attention_shape(c);
   s.probs.resize({probs_});
   s.att.resize({N, H * Dh});
   ctx.pool.run_tasks((int64_t)maps_.size(), [&](int64_t i) {
@@ -304,12 +298,7 @@ void Gemma4VisionTrain::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
   rms_norm_backward(dx.data(), s.o.data(), w.post_attn_norm.f32(), s.rstd_o.data(), dh.data(), grad(w.post_attn_norm),
                     N, D);
   p[kO].backward(ctx, s.att.data(), dh.data(), N, datt.data());
-  nn::AttentionShape a;
-  a.n_heads = H;
-  a.n_kv_heads = Hkv;
-  a.head_dim = Dh;
-  a.scale = 1.0f;
-  a.causal = false;
+  const nn::AttentionShape a = gemma4_vision_attention_shape(c);
   ctx.pool.run_tasks((int64_t)maps_.size(), [&](int64_t i) {
     const Gemma4VisionPatchMap& m = maps_[i];
     const int64_t r = row0_[i], n = (int64_t)m.rows.size();

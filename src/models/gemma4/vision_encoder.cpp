@@ -233,6 +233,16 @@ void apply_gemma4_vision_rope(const nn::Rope& rope, float* x, int64_t heads, int
   }
 }
 
+nn::AttentionShape gemma4_vision_attention_shape(const Gemma4VisionConfig& c) {
+  nn::AttentionShape a;
+  a.n_heads = c.n_heads;
+  a.n_kv_heads = c.n_kv_heads;
+  a.head_dim = c.head_dim;
+  a.scale = 1.0f;
+  a.causal = false;
+  return a;
+}
+
 bool Gemma4VisionPatchMap::all_valid() const { return std::find(valid.begin(), valid.end(), 0) == valid.end(); }
 
 Gemma4VisionPatchMap gemma4_vision_patch_map(const Gemma4VisionConfig& c, const int64_t* positions,
@@ -365,12 +375,7 @@ void Gemma4VisionEncoder::layer_forward(Context& ctx, const Gemma4VisionLayerWei
     apply_gemma4_vision_rope(rope_, q_.row(t), H, Dh, m.xs[t], m.ys[t]);
     apply_gemma4_vision_rope(rope_, k_.row(t), Hkv, Dh, m.xs[t], m.ys[t]);
   }
-  nn::AttentionShape a;
-  a.n_heads = H;
-  a.n_kv_heads = Hkv;
-  a.head_dim = Dh;
-  a.scale = 1.0f;
-  a.causal = false;
+  nn::AttentionShape a = gemma4_vision_attention_shape(c);
   a.low_precision = low_precision_attention_;
   nn::attention(ctx, a, q_.data(), n, 0, k_.data(), v_.data(), attn_.data(), m.all_valid() ? nullptr : m.valid.data());
   w.o.apply(ctx, attn_.data(), n, h_.data(), clip_);

@@ -13,6 +13,7 @@
 #include "models/gemma4/clipped_linear.h"
 #include "models/model.h"
 #include "models/weights.h"
+#include "nn/attention.h"
 #include "nn/rope.h"
 #include "tensor/ops.h"
 
@@ -78,6 +79,9 @@ nn::Rope make_gemma4_vision_rope(const Gemma4VisionConfig& c);
 // HF apply_multidimensional_rope on one patch's heads [heads, Dh], in place: the first half of
 // each head rotates by the patch's x, the second half by its y. (-x, -y) is the inverse rotation.
 void apply_gemma4_vision_rope(const nn::Rope& rope, float* x, int64_t heads, int64_t Dh, int64_t px, int64_t py);
+// The encoder layers' attention (Gemma4VisionAttention): bidirectional, scale 1 (the q/k norms
+// stand in for 1/sqrt(Dh)); shared by the inference encoder and the training forward/backward.
+nn::AttentionShape gemma4_vision_attention_shape(const Gemma4VisionConfig& c);
 
 // Where one image's patches go: the rows the tower computes and the soft token each pools into
 // (Gemma4VisionModel.forward's padding mask and Gemma4VisionPooler).
