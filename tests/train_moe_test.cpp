@@ -24,15 +24,13 @@
 #include "grad_check.h"
 #include "io/safetensors.h"
 #include "test_util.h"
+#include "train/families.h"
 #include "train/grad_ops.h"
 #include "train/lora.h"
 #include "train/model.h"
 #include "train/steps.h"
 
 namespace edgevl::train {
-
-// Defined in train/gemma4_text.cpp: each MoE layer's top-k experts of the last forward.
-std::vector<std::vector<int32_t>> gemma4_routed_experts(const TrainableLM& m);
 
 namespace {
 

@@ -5,6 +5,7 @@
 // Tensor: a dense, row-major float32 activation buffer with a shape. Weights are not Tensors;
 // they are WeightRefs (any dtype, used in place from the mapped file).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ class Tensor {
   const float* row(int64_t i) const { return data_.data() + i * shape_.back(); }
   std::vector<float>& vec() { return data_; }
   const std::vector<float>& vec() const { return data_; }
+  void fill(float v) { std::fill(data_.begin(), data_.end(), v); }
   // Keeps the allocation when shrinking or staying within capacity (reused across steps).
   void resize(std::vector<int64_t> shape) {
     shape_ = std::move(shape);
@@ -73,6 +75,16 @@ struct WeightRef {
   int64_t rows() const { return shape.size() == 1 ? 1 : shape[0]; }
   int64_t cols() const { return shape.back(); }
   const float* f32() const;  // only for F32 weights (norm scales, biases); asserts the dtype
+  // Rows [first, first + n) with the leading dimensions flattened: one expert's slice of a stacked
+  // [E, R, C] tensor, in the file's row layout (no repacked copy).
+  WeightRef rows_slice(int64_t first, int64_t n) const {
+    WeightRef r = *this;
+    r.shape = {n, cols()};
+    r.data = static_cast<const uint8_t*>(data) + first * row_bytes;
+    r.packed = nullptr;
+    r.layout = WeightLayout::Gguf;
+    return r;
+  }
 };
 
 }  // namespace edgevl

@@ -36,6 +36,7 @@
 #include "models/gemma4/gemma4_tables.h"
 #include "train/families.h"
 #include "train/gemma4_audio.h"
+#include "train/gemma4_moe.h"
 #include "train/gemma4_vision.h"
 #include "train/grad_ops.h"
 #include "train/model.h"
@@ -45,24 +46,6 @@ namespace edgevl::train {
 namespace {
 
 enum Proj { kQ, kK, kV, kO, kGate, kUp, kDown, kPleGate, kPleProj, kNumProj };
-
-// The mixture of experts' saved activations (Gemma4Train::moe_forward). A token's k-th choice is
-// its slot t*K + k; the experts' rows are grouped by expert, tokens ascending within each.
-struct MoeActs {
-  Tensor rs;                // router input [N, D]: RMSNorm(x_mid) * scale / sqrt(D)
-  Tensor probs;             // softmax over all experts [N, E]
-  std::vector<int32_t> chosen;  // [N*K] each token's top-k experts, best first
-  std::vector<float> sum;       // [N] the top-k probabilities' sum (the renormalisation)
-  std::vector<float> weight;    // [N*K] renormalised and scaled: what multiplies the expert's output
-  Tensor xe;                    // experts' input [N, D]: pre_feedforward_layernorm_2(x_mid)
-  std::vector<int64_t> first;   // [E+1] expert e's rows are [first[e], first[e+1])
-  std::vector<int64_t> slot;    // [N*K] each row's slot
-  Tensor gate, up, act, out;    // per row: [N*K, I] three times, [N*K, D]
-  Tensor y;                     // Σ weight · out [N, D], before post_feedforward_layernorm_2
-  Tensor sum12;                 // the normed dense + expert outputs, before post_feedforward_layernorm
-  std::vector<float> rstd_r, rstd_e, rstd_1, rstd_2;
-  void clear() { *this = MoeActs(); }
-};
 
 // One layer's saved activations (names follow the forward in Gemma4Train::forward).
 struct LayerActs {
@@ -79,17 +62,6 @@ struct LayerActs {
     moe.clear();
   }
 };
-
-// Rows [first, first + n) of a weight whose leading dimensions are flattened: one expert's slice of
-// a stacked [E, R, C] tensor, as the inference forward reads it.
-WeightRef weight_rows(const WeightRef& w, int64_t first, int64_t n) {
-  WeightRef r = w;
-  r.shape = {n, w.cols()};
-  r.data = static_cast<const uint8_t*>(w.data) + first * w.row_bytes;
-  r.packed = nullptr;
-  r.layout = WeightLayout::Gguf;
-  return r;
-}
 
 TrainLinear linear(std::string module, const WeightRef* w) {
   TrainLinear l;
@@ -247,8 +219,6 @@ class Gemma4Train final : public TrainableLM {
 
   void layer_forward(Context& ctx, int64_t l, Tensor& x);
   void layer_backward(Context& ctx, int64_t l, Tensor& dx);
-  void moe_forward(Context& ctx, int64_t l);
-  void moe_backward(Context& ctx, int64_t l, const float* dsum, float* dm, Tensor& dx);
 
  public:
   // Each MoE layer's top-k experts in the last forward, [layers][N*K] (tests; empty after a forward
@@ -497,7 +467,8 @@ void Gemma4Train::layer_forward(Context& ctx, int64_t l, Tensor& x) {
   resize(s.m, N, D);
   p[kDown].forward(ctx, s.act.data(), N, s.m.data());
   s.rstd_m.resize(N);
-  if (c.moe()) moe_forward(ctx, l);  // the experts beside the MLP: both post-normed, summed
+  if (c.moe())  // the experts beside the MLP: both post-normed, summed
+    gemma4_moe_forward(ctx, c, w, router_[l], s.x_mid, s.m, N, s.moe);
   const Tensor& ffn_out = c.moe() ? s.moe.sum12 : s.m;
   rms_norm_forward(ffn_out.data(), w.post_ffn_norm.f32(), h.data(), s.rstd_m.data(), N, D, c.rms_eps);
   ops::add(x.data(), h.data(), N * D);
@@ -518,199 +489,6 @@ void Gemma4Train::layer_forward(Context& ctx, int64_t l, Tensor& x) {
     ops::add(x.data(), h.data(), N * D);
   }
   ops::scale(x.data(), w.scalar.f32()[0], N * D);
-}
-
-// HF Gemma4TextRouter + Gemma4TextExperts (spec 2.7) on the post-attention residual x_mid, as the
-// inference forward computes them (models/gemma4/gemma4_text.cpp, experts()), then
-// sum12 = post_ffn_norm_1(m) + post_ffn_norm_2(Σ_k weight_k · expert_k(pre_ffn_norm_2(x_mid))).
-// The router sees RMSNorm(x_mid) * scale / sqrt(D), softmaxes over all experts (the exact exp, which
-// the backward differentiates), keeps the top k (ties to the lower index, as inference), renormalises
-// them and multiplies by the per-expert scale.
-void Gemma4Train::moe_forward(Context& ctx, int64_t l) {
-  const Gemma4TextConfig& c = cfg_;
-  const Gemma4LayerWeights& w = w_.layers[l];
-  LayerActs& s = acts_[l];
-  MoeActs& a = s.moe;
-  const int64_t N = batch_.B * batch_.T, D = c.hidden, E = c.n_experts, K = c.top_k, I = c.moe_ffn;
-
-  // Router.
-  resize(a.rs, N, D);
-  a.rstd_r.resize(N);
-  rms_norm_forward(s.x_mid.data(), nullptr, a.rs.data(), a.rstd_r.data(), N, D, c.rms_eps);
-  const float root = (float)(1.0 / std::sqrt((double)D));
-  const float* scale = w.router_scale.f32();
-  for (int64_t t = 0; t < N; ++t)
-    for (int64_t i = 0; i < D; ++i) a.rs.row(t)[i] *= scale[i] * root;
-  resize(a.probs, N, E);
-  router_[l].forward(ctx, a.rs.data(), N, a.probs.data());
-  a.chosen.resize(N * K);
-  a.sum.resize(N);
-  a.weight.resize(N * K);
-  std::vector<int64_t> order(E), count(E, 0);
-  for (int64_t t = 0; t < N; ++t) {
-    float* p = a.probs.row(t);
-    float mx = p[0], z = 0;
-    for (int64_t e = 1; e < E; ++e) mx = std::max(mx, p[e]);
-    for (int64_t e = 0; e < E; ++e) {
-      p[e] = std::exp(p[e] - mx);
-      z += p[e];
-    }
-    for (int64_t e = 0; e < E; ++e) p[e] /= z;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                      [&](int64_t x, int64_t y) { return p[x] > p[y] || (p[x] == p[y] && x < y); });
-    float sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += p[order[k]];
-    a.sum[t] = sum;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t e = order[k];
-      a.chosen[t * K + k] = (int32_t)e;
-      a.weight[t * K + k] = p[e] / sum * w.expert_scale.f32()[e];
-      ++count[e];
-    }
-  }
-  // Group the slots by expert, tokens ascending.
-  a.first.assign(E + 1, 0);
-  for (int64_t e = 0; e < E; ++e) a.first[e + 1] = a.first[e] + count[e];
-  std::vector<int64_t> next(a.first.begin(), a.first.end() - 1);
-  a.slot.resize(N * K);
-  for (int64_t j = 0; j < N * K; ++j) a.slot[next[a.chosen[j]]++] = j;
-
-  // Experts: down(act(gate(xe)) * up(xe)) on each expert's rows, weighted into y.
-  resize(a.xe, N, D);
-  a.rstd_e.resize(N);
-  rms_norm_forward(s.x_mid.data(), w.pre_ffn_norm_2.f32(), a.xe.data(), a.rstd_e.data(), N, D, c.rms_eps);
-  resize(a.gate, N * K, I);
-  resize(a.up, N * K, I);
-  resize(a.act, N * K, I);
-  resize(a.out, N * K, D);
-  resize(a.y, N, D);
-  zero(a.y);
-  Tensor xin;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t j0 = a.first[e], n = a.first[e + 1] - j0;
-    if (n == 0) continue;
-    resize(xin, n, D);
-    for (int64_t i = 0; i < n; ++i) std::memcpy(xin.row(i), a.xe.row(a.slot[j0 + i] / K), D * sizeof(float));
-    ops::linear(ctx, weight_rows(w.experts_gate_up, e * 2 * I, I), xin.data(), n, a.gate.row(j0));
-    ops::linear(ctx, weight_rows(w.experts_gate_up, e * 2 * I + I, I), xin.data(), n, a.up.row(j0));
-    gated_act_forward(c.act, a.gate.row(j0), a.up.row(j0), a.act.row(j0), n * I);
-    ops::linear(ctx, weight_rows(w.experts_down, e * D, D), a.act.row(j0), n, a.out.row(j0));
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t j = a.slot[j0 + i];
-      ops::add_scaled(a.y.row(j / K), a.out.row(j0 + i), a.weight[j], D);
-    }
-  }
-
-  // The two branches, each post-normed, summed.
-  Tensor y2({N, D});
-  resize(a.sum12, N, D);
-  a.rstd_1.resize(N);
-  a.rstd_2.resize(N);
-  rms_norm_forward(s.m.data(), w.post_ffn_norm_1.f32(), a.sum12.data(), a.rstd_1.data(), N, D, c.rms_eps);
-  rms_norm_forward(a.y.data(), w.post_ffn_norm_2.f32(), y2.data(), a.rstd_2.data(), N, D, c.rms_eps);
-  ops::add(a.sum12.data(), y2.data(), N * D);
-}
-
-// dsum = d loss / d sum12; dm += d loss / d (the dense MLP's output m); dx += d loss / d x_mid through
-// the experts and the router.
-void Gemma4Train::moe_backward(Context& ctx, int64_t l, const float* dsum, float* dm, Tensor& dx) {
-  const Gemma4TextConfig& c = cfg_;
-  const Gemma4LayerWeights& w = w_.layers[l];
-  const LayerActs& s = acts_[l];
-  const MoeActs& a = s.moe;
-  const int64_t N = batch_.B * batch_.T, D = c.hidden, E = c.n_experts, K = c.top_k, I = c.moe_ffn;
-
-  rms_norm_backward(dsum, s.m.data(), w.post_ffn_norm_1.f32(), a.rstd_1.data(), dm, grad(w.post_ffn_norm_1), N, D);
-  Tensor dy({N, D}), dxe({N, D});
-  zero(dy);
-  zero(dxe);
-  rms_norm_backward(dsum, a.y.data(), w.post_ffn_norm_2.f32(), a.rstd_2.data(), dy.data(), grad(w.post_ffn_norm_2), N,
-                    D);
-
-  // Experts: y[t] = Σ_k weight[t, k] · out[t, k]. dweight feeds the router below.
-  std::vector<float> dweight(N * K, 0.0f);
-  float* g_gate_up = grad(w.experts_gate_up);
-  float* g_down = grad(w.experts_down);
-  Tensor xin, dout, dact, dgate, dup, dxin;
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t j0 = a.first[e], n = a.first[e + 1] - j0;
-    if (n == 0) continue;
-    resize(xin, n, D);
-    resize(dout, n, D);
-    for (Tensor* t : {&dact, &dgate, &dup}) resize(*t, n, I);
-    resize(dxin, n, D);
-    for (Tensor* t : {&dact, &dgate, &dup, &dxin}) zero(*t);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t j = a.slot[j0 + i], t = j / K;
-      const float* g = dy.row(t);
-      const float* o = a.out.row(j0 + i);
-      float d = 0;
-      for (int64_t k = 0; k < D; ++k) d += g[k] * o[k];
-      dweight[j] = d;
-      for (int64_t k = 0; k < D; ++k) dout.row(i)[k] = a.weight[j] * g[k];
-      std::memcpy(xin.row(i), a.xe.row(t), D * sizeof(float));
-    }
-    const WeightRef gate = weight_rows(w.experts_gate_up, e * 2 * I, I);
-    const WeightRef up = weight_rows(w.experts_gate_up, e * 2 * I + I, I);
-    linear_backward_input(ctx, weight_rows(w.experts_down, e * D, D), dout.data(), n, dact.data());
-    if (g_down) linear_backward_weight(ctx, dout.data(), a.act.row(j0), n, D, I, g_down + e * D * I);
-    gated_act_backward(c.act, a.gate.row(j0), a.up.row(j0), dact.data(), dgate.data(), dup.data(), n * I);
-    linear_backward_input(ctx, gate, dgate.data(), n, dxin.data());
-    linear_backward_input(ctx, up, dup.data(), n, dxin.data());
-    if (g_gate_up) {
-      linear_backward_weight(ctx, dgate.data(), xin.data(), n, I, D, g_gate_up + e * 2 * I * D);
-      linear_backward_weight(ctx, dup.data(), xin.data(), n, I, D, g_gate_up + (e * 2 * I + I) * D);
-    }
-    for (int64_t i = 0; i < n; ++i) ops::add(dxe.row(a.slot[j0 + i] / K), dxin.row(i), D);
-  }
-  rms_norm_backward(dxe.data(), s.x_mid.data(), w.pre_ffn_norm_2.f32(), a.rstd_e.data(), dx.data(),
-                    grad(w.pre_ffn_norm_2), N, D);
-
-  // Router: weight_k = r_k · es[e_k] with r_k = p[e_k] / S, S = Σ_top-k p. Through the
-  // renormalisation dL/dp[e_k] = (g_k - Σ_j g_j r_j) / S with g_k = dweight_k · es[e_k] (0 for the
-  // unselected), then the softmax: dlogit_i = p_i (dp_i - Σ_j p_j dp_j).
-  const float* es = w.expert_scale.f32();
-  float* g_es = grad(w.expert_scale);
-  Tensor dlogits({N, E});
-  zero(dlogits);
-  std::vector<float> dp(K);
-  for (int64_t t = 0; t < N; ++t) {
-    const float* p = a.probs.row(t);
-    const float S = a.sum[t];
-    float gr = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t e = a.chosen[t * K + k];
-      const float r = p[e] / S;
-      gr += dweight[t * K + k] * es[e] * r;
-      if (g_es) g_es[e] += dweight[t * K + k] * r;
-    }
-    float pd = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t e = a.chosen[t * K + k];
-      dp[k] = (dweight[t * K + k] * es[e] - gr) / S;
-      pd += p[e] * dp[k];
-    }
-    float* dl = dlogits.row(t);
-    for (int64_t e = 0; e < E; ++e) dl[e] = -p[e] * pd;
-    for (int64_t k = 0; k < K; ++k) dl[a.chosen[t * K + k]] += p[a.chosen[t * K + k]] * dp[k];
-  }
-  // rs = RMSNorm(x_mid) * scale / sqrt(D), the proj's input.
-  Tensor drs({N, D});
-  zero(drs);
-  router_[l].backward(ctx, a.rs.data(), dlogits.data(), N, drs.data());
-  const float root = (float)(1.0 / std::sqrt((double)D));
-  const float* scale = w.router_scale.f32();
-  float* g_scale = grad(w.router_scale);
-  for (int64_t t = 0; t < N; ++t) {
-    float* d = drs.row(t);
-    const float* x = s.x_mid.row(t);
-    for (int64_t i = 0; i < D; ++i) {
-      if (g_scale) g_scale[i] += d[i] * x[i] * a.rstd_r[t] * root;
-      d[i] *= scale[i] * root;
-    }
-  }
-  rms_norm_backward(drs.data(), s.x_mid.data(), nullptr, a.rstd_r.data(), dx.data(), nullptr, N, D);
 }
 
 void Gemma4Train::backward(Context& ctx, const Tensor& dlogits) {
@@ -816,7 +594,10 @@ void Gemma4Train::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
     if (c.moe()) {
       Tensor dm({N, D});
       zero(dm);
-      moe_backward(ctx, l, dh.data(), dm.data(), dx);
+      const Gemma4MoeGrads g{grad(w.router_scale),  grad(w.expert_scale),   grad(w.experts_gate_up),
+                             grad(w.experts_down),  grad(w.pre_ffn_norm_2), grad(w.post_ffn_norm_1),
+                             grad(w.post_ffn_norm_2)};
+      gemma4_moe_backward(ctx, c, w, router_[l], s.x_mid, s.m, N, s.moe, g, dh.data(), dm.data(), dx);
       std::swap(dh, dm);
     }
     p[kDown].backward(ctx, s.act.data(), dh.data(), N, dact.data());
@@ -858,9 +639,6 @@ void Gemma4Train::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
 
 }  // namespace
 
-// Each MoE layer's top-k experts (token-major, best first) in the last forward of a Gemma 4 model;
-// empty for other models and dense Gemma 4 (tests check that finite differences keep the routing).
-std::vector<std::vector<int32_t>> gemma4_routed_experts(const TrainableLM& m);
 std::vector<std::vector<int32_t>> gemma4_routed_experts(const TrainableLM& m) {
   const auto* g = dynamic_cast<const Gemma4Train*>(&m);
   return g ? g->routed_experts() : std::vector<std::vector<int32_t>>{};
