@@ -674,6 +674,22 @@ TEST(TrainGolden, LlamaInferenceWithAdapterGivesLoraLogits) {
   }
 }
 
+TEST(TrainGolden, Gemma4InferenceWithAdapterGivesLoraLogits) {
+  // `run --lora` on the vision-language model: the PEFT adapter (decoder, vision tower and audio
+  // tower linears) rides on the inference model; its forward of the full row, with the image and
+  // the clip encoded by the inference towers, gives the golden lora.logits.
+  const std::string dir = train_case("gemma4");
+  auto golden = safetensors::File::open(dir + "/golden.safetensors");
+  const Batch b = read_batch(*golden);
+  auto model = load_model(dir);
+  model->match_hf_eager_attention(true);  // the goldens were made with eager attention
+  AttachedLora lora(*model, dir + "/lora_adapter");
+  const auto r = test::compare_unpadded_rows(*model, b, test::as_f32(*golden->find("lora.logits")));
+  EXPECT_GT(r.rows, 0);
+  EXPECT_LE(r.worst, 1e-4);
+  std::printf("  lora.logits through the inference forward: max rel error %.3g (%d rows)\n", r.worst, r.rows);
+}
+
 TEST(TrainGolden, CliTrainDump) {
   const std::string dir = train_case("llama");
   const std::string out = testing::TempDir() + "/train_dump_llama.safetensors";
