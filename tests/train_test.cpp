@@ -26,6 +26,7 @@
 #include "train/adamw.h"
 #include "train/grad_ops.h"
 #include "train/lora.h"
+#include "train/merge.h"
 #include "train/model.h"
 #include "train/train_dump.h"
 
@@ -684,10 +685,22 @@ TEST(TrainGolden, Gemma4InferenceWithAdapterGivesLoraLogits) {
   auto model = load_model(dir);
   model->match_hf_eager_attention(true);  // the goldens were made with eager attention
   AttachedLora lora(*model, dir + "/lora_adapter");
-  const auto r = test::compare_unpadded_rows(*model, b, test::as_f32(*golden->find("lora.logits")));
+  const std::vector<float> ref = test::as_f32(*golden->find("lora.logits"));
+  const auto r = test::compare_unpadded_rows(*model, b, ref);
   EXPECT_GT(r.rows, 0);
   EXPECT_LE(r.worst, 1e-4);
   std::printf("  lora.logits through the inference forward: max rel error %.3g (%d rows)\n", r.worst, r.rows);
+  // The same adapter merged into the weights (`edgevl merge`: the towers' clamped linears too).
+  const std::string merged = testing::TempDir() + "/edgevl_merged_gemma4_" + std::to_string(getpid());
+  std::filesystem::remove_all(merged);
+  const MergeReport m = merge_lora(dir, dir + "/lora_adapter", merged);
+  EXPECT_EQ(m.merged, 56);
+  auto folded = load_model(merged);
+  folded->match_hf_eager_attention(true);
+  const auto rm = test::compare_unpadded_rows(*folded, b, ref);
+  EXPECT_GT(rm.rows, 0);
+  EXPECT_LE(rm.worst, 1e-4);
+  std::filesystem::remove_all(merged);
 }
 
 TEST(TrainGolden, CliTrainDump) {
