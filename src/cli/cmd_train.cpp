@@ -117,6 +117,8 @@ void add_train(CLI::App& app) {
   add_method(*cmd, train::Method::Sft, "sft", "Supervised fine-tuning",
              "Rows (JSONL): {\"messages\": [{\"role\", \"content\"}...]} (loss on assistant turns), {\"prompt\",\n"
              "\"completion\"} (strings or message lists; loss on the completion) or {\"text\"} (every token).\n"
+             "Vision-language models (Gemma 4 HF folders): message parts {\"type\": \"image\", \"image\": PATH} or\n"
+             "{\"type\": \"audio\", \"audio\": PATH} (or bare image parts and an \"images\" list), relative to the file.\n"
              "Example: edgevl train sft -m model.gguf --data train.jsonl --out adapter --epochs 3 --eval-split 0.1");
   add_method(*cmd, train::Method::Dpo, "dpo", "Direct preference optimisation (sigmoid loss)",
              "Rows (JSONL): {\"prompt\", \"chosen\", \"rejected\"} (strings or message lists). The reference model is\n"
