@@ -465,7 +465,7 @@ TEST(TrainerData, PromptCompletionMasksTheCompletionAndEos) {
   EXPECT_EQ(b.B, 2);
   EXPECT_EQ(b.labels[0], kIgnoreIndex);
   EXPECT_EQ(b.labels[p.size()], c[0]);
-  // Conversational rows need a chat template; image parts are refused with a clear error.
+  // Conversational rows need a chat template.
   EXPECT_THROW(f.sft(Json{{"messages", Json::array({{{"role", "user"}, {"content", "hi"}}})}}), Error);
   FormatOptions all;
   all.completion_only_loss = false;
@@ -473,6 +473,81 @@ TEST(TrainerData, PromptCompletionMasksTheCompletionAndEos) {
   const SftExample t = DataFormatter(*e.tokenizer, std::nullopt, all).sft(row);
   EXPECT_EQ(t.ids.size(), 3u);
   EXPECT_EQ(t.loss, std::vector<uint8_t>(3, 1));
+}
+
+// A media loader with fixed soft-token counts (images 3, audio 2), recording what a batch asked for:
+// the formatter's placeholder expansion and truncation are tested apart from the processors
+// (those run for real in the VisionLanguage* tests).
+struct CountingMedia final : MediaLoader {
+  MediaTokens t;
+  mutable std::vector<std::string> appended;
+  MediaTokens tokens() const override { return t; }
+  int64_t soft_tokens(const MediaRef& m) const override { return m.kind == MediaRef::Kind::Image ? 3 : 2; }
+  void append(const MediaRef& m, Batch& b) const override {
+    appended.push_back(m.path);
+    if (m.kind == MediaRef::Kind::Image) b.images.emplace_back();
+    else b.audio.emplace_back();
+  }
+};
+
+TEST(TrainerData, MediaPartsExpandInOrderAndTruncateWhole) {
+  const fs::path dir = testing::TempDir() + "/edgevl_media_data_" + std::to_string(getpid());
+  fs::remove_all(dir);
+  test::make_tiny_gemma4(dir);
+  Engine e = Engine::load(dir.string(), 1);
+  CountingMedia media;
+  media.t = e.model->media_tokens();
+  DataFormatter f(*e.tokenizer, text::find_chat_template(dir.string()));
+  f.set_media(&media, "/data");
+  const Json row = {{"images", {"b.png"}},
+                    {"messages",
+                     {{{"role", "user"},
+                       {"content",
+                        {{{"type", "image"}, {"image", "a.png"}},
+                         {{"type", "audio"}, {"audio", "/abs/c.wav"}},
+                         {{"type", "image"}},
+                         {{"type", "text"}, {"text", "Which?"}}}}},
+                      {{"role", "assistant"}, {"content", "first"}}}}};
+  const SftExample s = f.sft(row);
+  ASSERT_EQ(s.media.size(), 3u);
+  EXPECT_EQ(s.media[0].path, "/data/a.png");
+  EXPECT_EQ(s.media[1].path, "/abs/c.wav");
+  EXPECT_EQ(s.media[2].path, "/data/b.png");  // the bare part takes the row's "images" list
+  // begin + 3 image slots + end, begin + 2 audio slots + end, then the second image.
+  std::vector<int32_t> runs;
+  for (int32_t id : s.ids)
+    if (id == media.t.image || id == media.t.audio || id == media.t.begin_image || id == media.t.end_image ||
+        id == media.t.begin_audio || id == media.t.end_audio)
+      runs.push_back(id);
+  const MediaTokens& t = media.t;
+  EXPECT_EQ(runs, (std::vector<int32_t>{t.begin_image, t.image, t.image, t.image, t.end_image, t.begin_audio, t.audio,
+                                        t.audio, t.end_audio, t.begin_image, t.image, t.image, t.image, t.end_image}));
+  // The loss covers the assistant's turn only, none of the media.
+  for (size_t i = 0; i < s.ids.size(); ++i)
+    if (s.loss[i]) EXPECT_TRUE(std::find(runs.begin(), runs.end(), s.ids[i]) == runs.end()) << i;
+  EXPECT_GT(std::count(s.loss.begin(), s.loss.end(), 1), 0);
+  const Batch b = collate_sft({&s}, &media);
+  EXPECT_EQ(media.appended, (std::vector<std::string>{"/data/a.png", "/abs/c.wav", "/data/b.png"}));
+  EXPECT_EQ(b.images.size(), 2u);
+  EXPECT_EQ(b.audio.size(), 1u);
+
+  // A cut inside the second image drops it whole: the row ends before its begin token.
+  const size_t second = std::find(s.ids.begin() + 10, s.ids.end(), t.begin_image) - s.ids.begin();
+  FormatOptions o;
+  o.max_length = (int64_t)second + 2;
+  DataFormatter cut(*e.tokenizer, text::find_chat_template(dir.string()), o);
+  cut.set_media(&media, "/data");
+  const SftExample c = cut.sft(row);
+  EXPECT_EQ(c.ids.size(), second);
+  EXPECT_EQ(c.media.size(), 2u);
+
+  // Clear errors: no file for a bare part; media for a model that takes none.
+  Json bare = row;
+  bare.erase("images");
+  test::expect_error([&] { f.sft(bare); }, "names no file", "an image part without a file");
+  DataFormatter text_only(*e.tokenizer, text::find_chat_template(dir.string()));
+  test::expect_error([&] { text_only.sft(row); }, "takes no images", "image rows for a text model");
+  fs::remove_all(dir);
 }
 
 TEST(TrainerData, PreferenceRowsStackChosenThenRejected) {
