@@ -20,9 +20,10 @@ void add_init(CLI::App& app) {
   cmd->add_option("config", o->config, "config.json (or a folder holding one)")->required();
   cmd->add_option("out,-o,--out", o->out, "Output: a folder (HF layout) or a file ending in .gguf");
   cmd->add_option("--mmproj", o->mmproj,
-                  "Also (or only) write the vision tower as a llama.cpp mmproj .gguf (Gemma 4 multimodal configs)");
+                  "Also (or only) write the vision tower, and the audio tower where the config has one, as a "
+                  "llama.cpp mmproj .gguf (Gemma 4 multimodal configs)");
   cmd->add_flag("--mmproj-from-weights", o->mmproj_weights,
-                "--mmproj converts the tower's weights from the config's folder instead of random ones");
+                "--mmproj converts the towers' weights from the config's folder instead of random ones");
   cmd->add_flag("--gguf", o->gguf, "Write a GGUF file whatever the output's name");
   cmd->add_option("--type,--dtype", o->type, "Weight type: F32, F16, BF16; for GGUF also Q8_0, Q4_0, Q4_K, ...")
       ->capture_default_str();

@@ -16,6 +16,33 @@
 
 namespace edgevl {
 
+namespace {
+
+// The checks every reader applies (the sizes the encoder relies on, finite settings).
+void check_audio_config(const Gemma4AudioConfig& c, const std::string& where) {
+  auto bad = [&](const char* what, auto v) { fail(where, ": gemma4 audio: invalid ", what, " ", v); };
+  if (c.hidden <= 0 || c.hidden % 2 != 0) bad("hidden_size (must be positive and even)", c.hidden);
+  if (c.n_layers <= 0) bad("num_hidden_layers", c.n_layers);
+  if (c.n_heads <= 0 || c.hidden % c.n_heads != 0) bad("num_attention_heads (must divide hidden_size)", c.n_heads);
+  // HF sizes input_proj_linear as (channels0 / 4) * channels1, i.e. for channels0 mel bins, which
+  // two ceil(n / 2) convolutions only reduce to channels0 / 4 when channels0 is a multiple of 4.
+  if (c.conv_channels0 <= 0 || c.conv_channels0 % 4 != 0)
+    bad("subsampling_conv_channels[0] (must be a positive multiple of 4)", c.conv_channels0);
+  if (c.conv_channels1 <= 0) bad("subsampling_conv_channels[1]", c.conv_channels1);
+  if (c.conv_kernel <= 0) bad("conv_kernel_size", c.conv_kernel);
+  if (c.chunk <= 0) bad("attention_chunk_size", c.chunk);
+  if (c.context_left < 1) bad("attention_context_left (must be >= 1)", c.context_left);
+  if (c.context_right < 0) bad("attention_context_right", c.context_right);
+  if (!(c.logit_cap > 0) || !std::isfinite(c.logit_cap)) bad("attention_logit_cap", c.logit_cap);
+  if (!std::isfinite(c.invalid_logit)) bad("attention_invalid_logits_value", c.invalid_logit);
+  if (!std::isfinite(c.residual_weight)) bad("residual_weight", c.residual_weight);
+  if (!(c.rms_eps > 0)) bad("rms_norm_eps", c.rms_eps);
+  if (!(c.gradient_clipping > 0)) bad("gradient_clipping", c.gradient_clipping);
+  if (c.output_dims <= 0) bad("output_proj_dims", c.output_dims);
+}
+
+}  // namespace
+
 Gemma4AudioConfig gemma4_audio_config_from_hf(const HfConfig& hf) {
   Gemma4AudioConfig c;
   c.hidden = hf.get_int("hidden_size", c.hidden);
@@ -41,25 +68,7 @@ Gemma4AudioConfig gemma4_audio_config_from_hf(const HfConfig& hf) {
   c.act = ops::activation_from_name(hf.get_string("hidden_act", "silu").c_str());
   c.output_dims = hf.get_int("output_proj_dims", c.output_dims);
 
-  auto bad = [&](const char* what, auto v) { fail(hf.path(), ": gemma4 audio: invalid ", what, " ", v); };
-  if (c.hidden <= 0 || c.hidden % 2 != 0) bad("hidden_size (must be positive and even)", c.hidden);
-  if (c.n_layers <= 0) bad("num_hidden_layers", c.n_layers);
-  if (c.n_heads <= 0 || c.hidden % c.n_heads != 0) bad("num_attention_heads (must divide hidden_size)", c.n_heads);
-  // HF sizes input_proj_linear as (channels0 / 4) * channels1, i.e. for channels0 mel bins, which
-  // two ceil(n / 2) convolutions only reduce to channels0 / 4 when channels0 is a multiple of 4.
-  if (c.conv_channels0 <= 0 || c.conv_channels0 % 4 != 0)
-    bad("subsampling_conv_channels[0] (must be a positive multiple of 4)", c.conv_channels0);
-  if (c.conv_channels1 <= 0) bad("subsampling_conv_channels[1]", c.conv_channels1);
-  if (c.conv_kernel <= 0) bad("conv_kernel_size", c.conv_kernel);
-  if (c.chunk <= 0) bad("attention_chunk_size", c.chunk);
-  if (c.context_left < 1) bad("attention_context_left (must be >= 1)", c.context_left);
-  if (c.context_right < 0) bad("attention_context_right", c.context_right);
-  if (!(c.logit_cap > 0) || !std::isfinite(c.logit_cap)) bad("attention_logit_cap", c.logit_cap);
-  if (!std::isfinite(c.invalid_logit)) bad("attention_invalid_logits_value", c.invalid_logit);
-  if (!std::isfinite(c.residual_weight)) bad("residual_weight", c.residual_weight);
-  if (!(c.rms_eps > 0)) bad("rms_norm_eps", c.rms_eps);
-  if (!(c.gradient_clipping > 0)) bad("gradient_clipping", c.gradient_clipping);
-  if (c.output_dims <= 0) bad("output_proj_dims", c.output_dims);
+  check_audio_config(c, hf.path());
   return c;
 }
 
@@ -127,66 +136,129 @@ std::string tap_name(int64_t i) {
 }
 
 using Enc = Gemma4AudioEncoder;
+using Kind = AudioTensorKind;
 
-std::vector<WeightSpec<Enc::Weights>> model_table(const Gemma4AudioConfig& c, int64_t text_hidden) {
-  const int64_t C0 = c.conv_channels0, C1 = c.conv_channels1, D = c.hidden;
-  using W = Enc::Weights;
-  return {
-      {&W::conv0, "model.audio_tower.subsample_conv_projection.layer0.conv.weight", nullptr, {C0, 1, 3, 3}},
-      {&W::norm0, "model.audio_tower.subsample_conv_projection.layer0.norm.weight", nullptr, {C0}, kVector},
-      {&W::conv1, "model.audio_tower.subsample_conv_projection.layer1.conv.weight", nullptr, {C1, C0, 3, 3}},
-      {&W::norm1, "model.audio_tower.subsample_conv_projection.layer1.norm.weight", nullptr, {C1}, kVector},
-      {&W::input_proj, "model.audio_tower.subsample_conv_projection.input_proj_linear.weight", nullptr,
-       {D, (C0 / 4) * C1}},
-      {&W::output_proj, "model.audio_tower.output_proj.weight", nullptr, {c.output_dims, D}},
-      {&W::output_bias, "model.audio_tower.output_proj.bias", nullptr, {c.output_dims}, kVector},
-      {&W::embed_proj, "model.embed_audio.embedding_projection.weight", nullptr, {text_hidden, c.output_dims}},
-  };
-}
+// The weight table: every tensor once, with its HF name and the name llama.cpp's converter gives it
+// in the mmproj ({L}: layer). Checked against the converter's own mapping (gguf-py
+// tensor_mapping.py on the names conversion/gemma.py makes: "model.audio_tower." -> "conformer.",
+// ".linear." dropped, ".weight" added to per_dim_scale) and against what clip.cpp loads for
+// PROJECTOR_TYPE_GEMMA4A. Clippable linears are module prefixes (HF adds .linear.weight, the
+// mmproj .weight; the bounds hang off both).
+enum Dim { kOne, kThree, kD, kD2, kD4, kHeadDim, kKernel, kC0, kC1, kSubIn, kOut, kText };
 
-std::vector<WeightSpec<Enc::LayerWeights>> layer_table(const Gemma4AudioConfig& c) {
-  const int64_t D = c.hidden;
-  using L = Enc::LayerWeights;
-#define EV_AL(n) "model.audio_tower.layers.{L}." n
-  return {
-      {&L::ff1_pre_norm, EV_AL("feed_forward1.pre_layer_norm.weight"), nullptr, {D}, kVector},
-      {&L::ff1_post_norm, EV_AL("feed_forward1.post_layer_norm.weight"), nullptr, {D}, kVector},
-      {&L::ff2_pre_norm, EV_AL("feed_forward2.pre_layer_norm.weight"), nullptr, {D}, kVector},
-      {&L::ff2_post_norm, EV_AL("feed_forward2.post_layer_norm.weight"), nullptr, {D}, kVector},
-      {&L::norm_pre_attn, EV_AL("norm_pre_attn.weight"), nullptr, {D}, kVector},
-      {&L::norm_post_attn, EV_AL("norm_post_attn.weight"), nullptr, {D}, kVector},
-      {&L::norm_out, EV_AL("norm_out.weight"), nullptr, {D}, kVector},
-      {&L::lconv_pre_norm, EV_AL("lconv1d.pre_layer_norm.weight"), nullptr, {D}, kVector},
-      {&L::lconv_conv_norm, EV_AL("lconv1d.conv_norm.weight"), nullptr, {D}, kVector},
-      {&L::rel_k, EV_AL("self_attn.relative_k_proj.weight"), nullptr, {D, D}},
-      {&L::per_dim_scale, EV_AL("self_attn.per_dim_scale"), nullptr, {c.head_dim()}, kVector},
-      {&L::dw_conv, EV_AL("lconv1d.depthwise_conv1d.weight"), nullptr, {D, 1, c.conv_kernel}},
-  };
-}
-
+template <typename Slots>
+struct TensorSpec {
+  WeightRef Slots::*slot;
+  const char* hf;
+  const char* gguf;
+  std::vector<Dim> shape;  // HF's
+  Kind kind;
+};
 struct ClippedSpec {
   ClippedLinear Enc::LayerWeights::*slot;
-  const char* hf;  // the Gemma4ClippableLinear module; its weight is <hf>.linear.weight
-  int64_t out, in;
+  const char* hf;
+  const char* gguf;
+  Dim out, in;
 };
 
-std::vector<ClippedSpec> clipped_table(const Gemma4AudioConfig& c) {
-  const int64_t D = c.hidden;
-  using L = Enc::LayerWeights;
-  return {
-      {&L::ff1_up, EV_AL("feed_forward1.ffw_layer_1"), 4 * D, D},
-      {&L::ff1_down, EV_AL("feed_forward1.ffw_layer_2"), D, 4 * D},
-      {&L::ff2_up, EV_AL("feed_forward2.ffw_layer_1"), 4 * D, D},
-      {&L::ff2_down, EV_AL("feed_forward2.ffw_layer_2"), D, 4 * D},
-      {&L::q, EV_AL("self_attn.q_proj"), D, D},
-      {&L::k, EV_AL("self_attn.k_proj"), D, D},
-      {&L::v, EV_AL("self_attn.v_proj"), D, D},
-      {&L::post, EV_AL("self_attn.post"), D, D},
-      {&L::lconv_start, EV_AL("lconv1d.linear_start"), 2 * D, D},
-      {&L::lconv_end, EV_AL("lconv1d.linear_end"), D, D},
-  };
+#define EV_AT "model.audio_tower."
+#define EV_AL "model.audio_tower.layers.{L}."
+using W = Enc::Weights;
+using L = Enc::LayerWeights;
+const TensorSpec<W> kTower[] = {
+    {&W::conv0, EV_AT "subsample_conv_projection.layer0.conv.weight", "a.conv1d.0.weight", {kC0, kOne, kThree, kThree},
+     Kind::F32Matrix},
+    {&W::norm0, EV_AT "subsample_conv_projection.layer0.norm.weight", "a.conv1d.0.norm.weight", {kC0}, Kind::Vector},
+    {&W::conv1, EV_AT "subsample_conv_projection.layer1.conv.weight", "a.conv1d.1.weight", {kC1, kC0, kThree, kThree},
+     Kind::F32Matrix},
+    {&W::norm1, EV_AT "subsample_conv_projection.layer1.norm.weight", "a.conv1d.1.norm.weight", {kC1}, Kind::Vector},
+    // F32 too: the converter's conv rule (".conv" or "_conv" in the HF name) catches it.
+    {&W::input_proj, EV_AT "subsample_conv_projection.input_proj_linear.weight", "a.input_projection.weight",
+     {kD, kSubIn}, Kind::F32Matrix},
+    {&W::output_proj, EV_AT "output_proj.weight", "a.pre_encode.out.weight", {kOut, kD}, Kind::Matrix},
+    {&W::output_bias, EV_AT "output_proj.bias", "a.pre_encode.out.bias", {kOut}, Kind::Vector},
+    {&W::embed_proj, "model.embed_audio.embedding_projection.weight", "mm.a.input_projection.weight", {kText, kOut},
+     Kind::Matrix},
+};
+const TensorSpec<L> kLayer[] = {
+    {&L::ff1_pre_norm, EV_AL "feed_forward1.pre_layer_norm.weight", "a.blk.{L}.ffn_norm.weight", {kD}, Kind::Vector},
+    {&L::ff1_post_norm, EV_AL "feed_forward1.post_layer_norm.weight", "a.blk.{L}.ffn_post_norm.weight", {kD},
+     Kind::Vector},
+    {&L::ff2_pre_norm, EV_AL "feed_forward2.pre_layer_norm.weight", "a.blk.{L}.ffn_norm_1.weight", {kD}, Kind::Vector},
+    {&L::ff2_post_norm, EV_AL "feed_forward2.post_layer_norm.weight", "a.blk.{L}.ffn_post_norm_1.weight", {kD},
+     Kind::Vector},
+    {&L::norm_pre_attn, EV_AL "norm_pre_attn.weight", "a.blk.{L}.attn_pre_norm.weight", {kD}, Kind::Vector},
+    {&L::norm_post_attn, EV_AL "norm_post_attn.weight", "a.blk.{L}.attn_post_norm.weight", {kD}, Kind::Vector},
+    {&L::norm_out, EV_AL "norm_out.weight", "a.blk.{L}.ln2.weight", {kD}, Kind::Vector},
+    // The light conv's two norms cross over: tensor_mapping.py files the pre-norm under conv_norm and
+    // the post-conv norm under norm_conv (clip.cpp loads them the other way round to match).
+    {&L::lconv_pre_norm, EV_AL "lconv1d.pre_layer_norm.weight", "a.blk.{L}.conv_norm.weight", {kD}, Kind::Vector},
+    {&L::lconv_conv_norm, EV_AL "lconv1d.conv_norm.weight", "a.blk.{L}.norm_conv.weight", {kD}, Kind::Vector},
+    {&L::rel_k, EV_AL "self_attn.relative_k_proj.weight", "a.blk.{L}.attn_k_rel.weight", {kD, kD}, Kind::Matrix},
+    {&L::per_dim_scale, EV_AL "self_attn.per_dim_scale", "a.blk.{L}.per_dim_scale.weight", {kHeadDim},
+     Kind::PerDimScale},
+    {&L::dw_conv, EV_AL "lconv1d.depthwise_conv1d.weight", "a.blk.{L}.conv_dw.weight", {kD, kOne, kKernel},
+     Kind::Depthwise},
+};
+const ClippedSpec kClipped[] = {
+    {&L::ff1_up, EV_AL "feed_forward1.ffw_layer_1", "a.blk.{L}.ffn_up", kD4, kD},
+    {&L::ff1_down, EV_AL "feed_forward1.ffw_layer_2", "a.blk.{L}.ffn_down", kD, kD4},
+    {&L::ff2_up, EV_AL "feed_forward2.ffw_layer_1", "a.blk.{L}.ffn_up_1", kD4, kD},
+    {&L::ff2_down, EV_AL "feed_forward2.ffw_layer_2", "a.blk.{L}.ffn_down_1", kD, kD4},
+    {&L::q, EV_AL "self_attn.q_proj", "a.blk.{L}.attn_q", kD, kD},
+    {&L::k, EV_AL "self_attn.k_proj", "a.blk.{L}.attn_k", kD, kD},
+    {&L::v, EV_AL "self_attn.v_proj", "a.blk.{L}.attn_v", kD, kD},
+    {&L::post, EV_AL "self_attn.post", "a.blk.{L}.attn_out", kD, kD},
+    {&L::lconv_start, EV_AL "lconv1d.linear_start", "a.blk.{L}.conv_pw1", kD2, kD},
+    {&L::lconv_end, EV_AL "lconv1d.linear_end", "a.blk.{L}.conv_pw2", kD, kD},
+};
+#undef EV_AT
 #undef EV_AL
+constexpr const char* kClipBounds[] = {"input_min", "input_max", "output_min", "output_max"};
+
+int64_t dim_of(const Gemma4AudioConfig& c, int64_t text_hidden, Dim d) {
+  switch (d) {
+    case kOne: return 1;
+    case kThree: return 3;
+    case kD: return c.hidden;
+    case kD2: return 2 * c.hidden;
+    case kD4: return 4 * c.hidden;
+    case kHeadDim: return c.head_dim();
+    case kKernel: return c.conv_kernel;
+    case kC0: return c.conv_channels0;
+    case kC1: return c.conv_channels1;
+    case kSubIn: return (c.conv_channels0 / 4) * c.conv_channels1;
+    case kOut: return c.output_dims;
+    case kText: return text_hidden;
+  }
+  return 0;
 }
+
+std::vector<int64_t> shape_of(const Gemma4AudioConfig& c, int64_t text_hidden, const std::vector<Dim>& dims) {
+  std::vector<int64_t> s;
+  for (Dim d : dims) s.push_back(dim_of(c, text_hidden, d));
+  return s;
+}
+
+// The mmproj's shape for an HF shape: the depthwise kernel without its unit axis, bounds as [1].
+std::vector<int64_t> mmproj_shape(Kind kind, const std::vector<int64_t>& hf) {
+  if (kind == Kind::Depthwise) return {hf[0], hf[2]};
+  if (kind == Kind::Clip) return {1};
+  return hf;
+}
+
+// One table entry into its slot, in HF's layout, listed under its HF name.
+template <typename Slots>
+void load_spec(WeightLoader& loader, bool gguf, Slots& slots, const TensorSpec<Slots>& s, const Gemma4AudioConfig& c,
+               int64_t text_hidden, int64_t layer) {
+  const std::vector<int64_t> shape = shape_of(c, text_hidden, s.shape);
+  const bool vector = s.kind == Kind::Vector || s.kind == Kind::PerDimScale;
+  WeightRef& w = slots.*(s.slot);
+  w = loader.load(s.hf, s.gguf, gguf ? mmproj_shape(s.kind, shape) : shape, vector ? kVector : kRequired, layer);
+  w.shape = shape;  // the depthwise kernel's [D, K] rows are its [D, 1, K] rows
+  loader.remember(s.hf, layer, &w);
+}
+
 
 // Scratch for one encode() call.
 struct Scratch {
@@ -237,16 +309,106 @@ void subsample_layer(Context& ctx, const float* in, const uint8_t* mask, int64_t
 }  // namespace
 
 void load_gemma4_audio_weights(WeightLoader& loader, const Gemma4AudioConfig& c, int64_t text_hidden,
-                               Gemma4AudioEncoder::Weights& w) {
-  loader.load_table(w, model_table(c, text_hidden));
+                               Gemma4AudioEncoder::Weights& w, bool gguf) {
+  for (const auto& s : kTower) load_spec(loader, gguf, w, s, c, text_hidden, -1);
   w.layers.resize(c.n_layers);
-  const auto table = layer_table(c);
-  const auto clipped = clipped_table(c);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     Enc::LayerWeights& lw = w.layers[l];
-    loader.load_table(lw, table, l);
-    for (const ClippedSpec& s : clipped) (lw.*(s.slot)).load(loader, s.hf, s.out, s.in, c.clipped_linears, l);
+    for (const auto& s : kLayer) load_spec(loader, gguf, lw, s, c, text_hidden, l);
+    for (const ClippedSpec& s : kClipped) {
+      const int64_t out = dim_of(c, text_hidden, s.out), in = dim_of(c, text_hidden, s.in);
+      (lw.*(s.slot)).load(loader, s.hf, s.gguf, out, in, c.clipped_linears, l);
+    }
   }
+  w.per_dim_scale_softplus = gguf;
+}
+
+std::vector<Gemma4AudioTensor> gemma4_audio_tensors(const Gemma4AudioConfig& c, int64_t text_hidden) {
+  std::vector<Gemma4AudioTensor> t;
+  auto add = [&](const char* hf, const char* gg, std::vector<int64_t> shape, Kind kind, int64_t layer) {
+    std::vector<int64_t> mm = mmproj_shape(kind, shape);
+    t.push_back({expand_layer_name(hf, layer), expand_layer_name(gg, layer), std::move(shape), std::move(mm), kind});
+  };
+  for (const auto& s : kTower) add(s.hf, s.gguf, shape_of(c, text_hidden, s.shape), s.kind, -1);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    for (const ClippedSpec& s : kClipped) {
+      const std::string hf = expand_layer_name(s.hf, l), gg = expand_layer_name(s.gguf, l);
+      add((hf + ".linear.weight").c_str(), (gg + ".weight").c_str(),
+          {dim_of(c, text_hidden, s.out), dim_of(c, text_hidden, s.in)}, Kind::Matrix, -1);
+      if (c.clipped_linears)
+        for (const char* b : kClipBounds) add((hf + "." + b).c_str(), (gg + "." + b).c_str(), {}, Kind::Clip, -1);
+    }
+    for (const auto& s : kLayer) add(s.hf, s.gguf, shape_of(c, text_hidden, s.shape), s.kind, l);
+  }
+  return t;
+}
+
+const std::vector<Gemma4AudioMmprojSetting>& gemma4_audio_mmproj_settings() {
+  using C = Gemma4AudioConfig;
+  static const std::vector<Gemma4AudioMmprojSetting> settings = {
+      {"clip.audio.chunk_size", true, 12, [](const C& c) { return (double)c.chunk; },
+       [](C& c, double v) { c.chunk = (int64_t)v; }},
+      {"edgevl.audio.attention.context_left", true, 13, [](const C& c) { return (double)c.context_left; },
+       [](C& c, double v) { c.context_left = (int64_t)v; }},
+      {"edgevl.audio.attention.context_right", true, 0, [](const C& c) { return (double)c.context_right; },
+       [](C& c, double v) { c.context_right = (int64_t)v; }},
+      {"edgevl.audio.attention.logit_cap", false, 50, [](const C& c) { return (double)c.logit_cap; },
+       [](C& c, double v) { c.logit_cap = (float)v; }},
+      {"edgevl.audio.attention.invalid_logits_value", false, -1e9, [](const C& c) { return (double)c.invalid_logit; },
+       [](C& c, double v) { c.invalid_logit = (float)v; }},
+      {"edgevl.audio.residual_weight", false, 0.5, [](const C& c) { return (double)c.residual_weight; },
+       [](C& c, double v) { c.residual_weight = (float)v; }},
+      // llama.cpp clamps nothing; HF's 1e10 never binds.
+      {"edgevl.audio.gradient_clipping", false, 1e10, [](const C& c) { return (double)c.gradient_clipping; },
+       [](C& c, double v) { c.gradient_clipping = (float)v; }},
+  };
+  return settings;
+}
+
+Gemma4AudioConfig gemma4_audio_config_from_mmproj(const gguf::File& f, int64_t* text_hidden) {
+  EV_CHECK(f.get_bool("clip.has_audio_encoder").value_or(false), f.path(), ": the mmproj has no audio encoder");
+  const std::string type =
+      f.get_string("clip.audio.projector_type").value_or(f.get_string("clip.projector_type").value_or(""));
+  EV_CHECK(type == "gemma4a", f.path(), ": not a Gemma 4 audio mmproj (clip.audio.projector_type is '", type,
+           "', expected 'gemma4a')");
+  auto need = [&](const char* key) {
+    const auto v = f.get_int(key);
+    EV_CHECK(v.has_value(), f.path(), ": mmproj has no ", key);
+    return *v;
+  };
+  // The sizes the keys leave out come from the tensors that carry them.
+  auto shape = [&](const char* name, size_t rank) {
+    const TensorRef* t = f.find_tensor(name);
+    EV_CHECK(t, f.path(), ": mmproj has no ", name);
+    EV_CHECK(t->shape.size() == rank, f.path(), ": ", name, " has ", t->shape.size(), " dimensions, expected ", rank);
+    return t->shape;
+  };
+  Gemma4AudioConfig c;
+  c.hidden = need("clip.audio.embedding_length");
+  c.n_layers = need("clip.audio.block_count");
+  c.n_heads = need("clip.audio.attention.head_count");
+  c.n_mel = need("clip.audio.num_mel_bins");
+  c.rms_eps = (float)f.get_float("clip.audio.attention.layer_norm_epsilon").value_or(1e-6);
+  c.conv_channels0 = shape("a.conv1d.0.weight", 4)[0];
+  c.conv_channels1 = shape("a.conv1d.1.weight", 4)[0];
+  c.output_dims = shape("a.pre_encode.out.weight", 2)[0];
+  c.conv_kernel = shape("a.blk.0.conv_dw.weight", 2)[1];
+  c.clipped_linears = f.find_tensor("a.blk.0.attn_q.input_min") != nullptr;
+  const std::string act = f.get_string("edgevl.audio.hidden_act").value_or("silu");
+  c.act = ops::activation_from_name(act.c_str());
+  for (const Gemma4AudioMmprojSetting& s : gemma4_audio_mmproj_settings())
+    s.set(c, s.integer ? (double)f.get_int(s.key).value_or((int64_t)s.llamacpp)
+                       : f.get_float(s.key).value_or(s.llamacpp));
+  *text_hidden = need("clip.audio.projection_dim");
+  const int64_t ffn = need("clip.audio.feed_forward_length");
+  EV_CHECK(ffn == 4 * c.hidden, f.path(), ": clip.audio.feed_forward_length is ", ffn, ", the Gemma 4 tower has 4 x ",
+           c.hidden);
+  // HF sizes the subsampler for subsampling_conv_channels[0] mel bins (Gemma4AudioConfig::n_mel).
+  EV_CHECK(c.n_mel == c.conv_channels0, f.path(), ": clip.audio.num_mel_bins is ", c.n_mel,
+           ", the subsampler (a.conv1d.0) is sized for ", c.conv_channels0);
+  EV_CHECK(*text_hidden > 0, f.path(), ": invalid clip.audio.projection_dim ", *text_hidden);
+  check_audio_config(c, f.path());
+  return c;
 }
 
 std::vector<float> gemma4_audio_rel_pos_table(const Gemma4AudioConfig& c) {
@@ -267,18 +429,18 @@ std::vector<float> gemma4_audio_rel_pos_table(const Gemma4AudioConfig& c) {
 Gemma4AudioEncoder::Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig cfg, int64_t text_hidden)
     : cfg_(std::move(cfg)), text_hidden_(text_hidden), loader_(src) {
   const Gemma4AudioConfig& c = cfg_;
-  EV_CHECK(!src.is_gguf(), src.path(), ": gemma4 audio: the audio tower loads from HF checkpoints only");
   EV_CHECK(text_hidden > 0, "gemma4 audio: invalid text hidden size ", text_hidden);
-  load_gemma4_audio_weights(loader_, c, text_hidden, w_);
+  load_gemma4_audio_weights(loader_, c, text_hidden, w_, src.is_gguf());
   q_dim_scale_.resize(c.n_layers);
   dw_taps_.resize(c.n_layers);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w_.layers[l];
-    // F.softplus (beta 1, threshold 20) of the learned per-dimension query scale.
+    // F.softplus (beta 1, threshold 20) of the learned per-dimension query scale (an mmproj stores it applied).
     const float* pds = lw.per_dim_scale.f32();
     std::vector<float>& qs = q_dim_scale_[l];
     qs.resize(c.head_dim());
-    for (int64_t d = 0; d < c.head_dim(); ++d) qs[d] = pds[d] > 20.0f ? pds[d] : std::log1p(std::exp(pds[d]));
+    for (int64_t d = 0; d < c.head_dim(); ++d)
+      qs[d] = w_.per_dim_scale_softplus ? pds[d] : gemma4_audio_softplus(pds[d]);
     const std::vector<float> dw = to_f32(lw.dw_conv);  // [D, 1, K]
     std::vector<float>& taps = dw_taps_[l];
     taps.resize(c.conv_kernel * c.hidden);

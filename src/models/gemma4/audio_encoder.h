@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "io/gguf.h"
 #include "io/hf_config.h"
 #include "models/gemma4/clipped_linear.h"
 #include "models/model.h"
@@ -84,6 +85,48 @@ inline int64_t gemma4_audio_rel_shift_index(int64_t i, int64_t j, int64_t C, int
 // Absent fields take Gemma4AudioConfig's defaults (those of HF); invalid values throw Error.
 Gemma4AudioConfig gemma4_audio_config_from_hf(const HfConfig& audio_config);
 
+// From a llama.cpp mmproj (clip.audio.* keys, projector type gemma4a): sizes from the keys and the
+// tensor shapes (subsampler channels, output_proj width, depthwise kernel), clipped linears from
+// the presence of their bounds, the settings llama.cpp fixes from gemma4_audio_mmproj_settings()
+// keys or llama.cpp's values. `text_hidden` receives clip.audio.projection_dim.
+Gemma4AudioConfig gemma4_audio_config_from_mmproj(const gguf::File& mmproj, int64_t* text_hidden);
+
+// What llama.cpp's gemma4a graph fixes instead of reading (tools/mtmd/models/gemma4a.cpp and
+// clip.cpp's PROJECTOR_TYPE_GEMMA4A: chunk 12, 12 past frames, causal, cap 50, residual 0.5, mask
+// -1e9, no gradient clamp), so its converter writes no key for them. An edgevl mmproj carries a
+// setting only where its tower differs (llama.cpp would then compute that tower with its own value);
+// `key` is llama.cpp's where it has one (clip.audio.chunk_size), else under edgevl.audio.
+struct Gemma4AudioMmprojSetting {
+  const char* key;
+  bool integer;     // u32 key, else f32
+  double llamacpp;  // llama.cpp's fixed value: the default when the key is absent
+  double (*get)(const Gemma4AudioConfig&);
+  void (*set)(Gemma4AudioConfig&, double);
+};
+const std::vector<Gemma4AudioMmprojSetting>& gemma4_audio_mmproj_settings();
+
+// One audio-tower tensor in both spellings, from the table the loader reads through: the HF name
+// (Gemma4ForConditionalGeneration) and llama.cpp's mmproj name, as its converter maps them
+// (conversion/gemma.py Gemma4VisionAudioModel.modify_tensors, then gguf-py tensor_mapping.py), with
+// the converter's treatment of the values (its tensor_force_quant and modify_tensors).
+enum class AudioTensorKind {
+  Matrix,       // a linear: the output type
+  F32Matrix,    // subsampler conv kernels and input projection: float32 whatever the output type
+  Depthwise,    // the light conv's kernel: float32, [D, 1, K] in HF, [D, K] in the mmproj
+  Vector,       // norms, the output_proj bias: float32
+  PerDimScale,  // float32; the mmproj stores softplus(w) (llama.cpp multiplies q by it as stored)
+  Clip,         // a Gemma4ClippableLinear bound: 0-d in HF, [1] in the mmproj, float32
+};
+struct Gemma4AudioTensor {
+  std::string hf, gguf;
+  std::vector<int64_t> shape, gguf_shape;  // HF's; the mmproj's
+  AudioTensorKind kind;
+};
+std::vector<Gemma4AudioTensor> gemma4_audio_tensors(const Gemma4AudioConfig& c, int64_t text_hidden);
+// F.softplus (beta 1, threshold 20) as the encoder applies it to per_dim_scale (and the mmproj
+// writer, so that a float32 mmproj gives the HF folder's result bit for bit).
+inline float gemma4_audio_softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
 // Output frames for `frames` feature frames: two 3x3 stride-2 convolutions with padding 1, each
 // ceil(n / 2). Frame t of the output is valid when feature frame 4t is.
 int64_t gemma4_audio_output_frames(int64_t frames);
@@ -93,8 +136,9 @@ std::vector<uint8_t> gemma4_audio_output_mask(const uint8_t* mask, int64_t frame
 
 class Gemma4AudioEncoder {
  public:
-  // Loads model.audio_tower.* and model.embed_audio.* from an HF source (which must outlive the
-  // encoder: weights are used in place). `text_hidden` is the decoder's width (Dt).
+  // Loads model.audio_tower.* and model.embed_audio.* from an HF source, or a.* / mm.a.* from a
+  // llama.cpp mmproj (the same table, gemma4_audio_tensors()); `src` must outlive the encoder
+  // (weights are used in place). `text_hidden` is the decoder's width (Dt).
   Gemma4AudioEncoder(const ModelSource& src, Gemma4AudioConfig cfg, int64_t text_hidden);
 
   const Gemma4AudioConfig& config() const { return cfg_; }
@@ -126,6 +170,7 @@ class Gemma4AudioEncoder {
   struct Weights {
     WeightRef conv0, norm0, conv1, norm1, input_proj, output_proj, output_bias, embed_proj;
     std::vector<LayerWeights> layers;
+    bool per_dim_scale_softplus = false;  // mmproj: per_dim_scale already holds softplus(w)
   };
 
  private:
@@ -142,11 +187,15 @@ class Gemma4AudioEncoder {
   std::vector<float> rel_pos_;  // gemma4_audio_rel_pos_table
 };
 
-// Loads model.audio_tower.* and model.embed_audio.* (matrices in place, vectors as float32, the
-// clippable linears with their bounds when cfg.clipped_linears). Throws Error on a missing or
-// misshapen tensor.
+// Loads model.audio_tower.* and model.embed_audio.* from an HF folder, or the same tensors under
+// their mmproj names (gemma4_audio_tensors()), into HF's layout: the depthwise kernel as [D, 1, K]
+// (per_dim_scale stays softplus(w), flagged by per_dim_scale_softplus). Matrices in place, vectors
+// as float32, the clippable linears with their bounds when cfg.clipped_linears; every weight is
+// listed by its HF name. Throws Error on a missing or misshapen tensor.
+// `mmproj`: the loader's source is such a file (WeightLoader picks the names by source, but the
+// layout differences are this table's); the encoder passes src.is_gguf().
 void load_gemma4_audio_weights(WeightLoader& loader, const Gemma4AudioConfig& cfg, int64_t text_hidden,
-                               Gemma4AudioEncoder::Weights& w);
+                               Gemma4AudioEncoder::Weights& w, bool mmproj = false);
 
 // Gemma4AudioRelPositionalEncoding: for relative positions context_size()/2 .. 0, [sin | cos] of
 // the position times hidden/2 inverse timescales spaced geometrically from 1 to 1e-4, float32 as

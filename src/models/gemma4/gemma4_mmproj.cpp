@@ -1,5 +1,5 @@
-// Gemma 4 vision mmproj writer: llama.cpp's converter layout (names, shapes, keys, types), from an
-// HF folder's vision tower or from random weights.
+// Gemma 4 mmproj writer: llama.cpp's converter layout (names, shapes, keys, types), from an HF
+// folder's vision and audio towers or from random weights.
 #include "models/gemma4/gemma4_mmproj.h"
 
 #include <cmath>
@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "io/gguf.h"
 #include "kernels/quants.h"
+#include "models/gemma4/audio_encoder.h"
 #include "models/gemma4/vision_encoder.h"
 #include "models/source.h"
 #include "models/weights.h"
@@ -22,10 +23,17 @@ namespace edgevl {
 
 namespace {
 
-// The converter's type for a tensor (conversion/base.py prepare_tensors with the Gemma 4 and
-// mmproj tensor_force_quant overrides): 1-D tensors, norms, the position table and clip bounds in
-// F32; the patch embedding F16 only for F16 output; matrices in the output type, F16 where rows do
-// not fit its blocks (gguf.quants raises and the converter falls back to F16).
+// The converter's type for a matrix (conversion/base.py prepare_tensors): the output type, F16
+// where rows do not fit its blocks (gguf.quants raises and the converter falls back to F16).
+DType matrix_type(DType out, int64_t cols) {
+  if (out == DType::F32 || out == DType::F16 || out == DType::BF16) return out;
+  const DType fit = type_for_row(out, cols);
+  return fit == out ? out : DType::F16;
+}
+
+// The converter's type for a tensor, with the Gemma 4 and mmproj tensor_force_quant overrides:
+// 1-D tensors, norms, the position table and clip bounds in F32; the patch embedding F16 only for
+// F16 output; audio conv kernels and the subsampler's projection F32.
 DType mmproj_type(const Gemma4VisionTensor& t, DType out, int64_t cols) {
   switch (t.kind) {
     case VisionTensorKind::Vector:
@@ -34,9 +42,10 @@ DType mmproj_type(const Gemma4VisionTensor& t, DType out, int64_t cols) {
     case VisionTensorKind::PatchEmbedding: return out == DType::F16 ? DType::F16 : DType::F32;
     case VisionTensorKind::Matrix: break;
   }
-  if (out == DType::F32 || out == DType::F16 || out == DType::BF16) return out;
-  const DType fit = type_for_row(out, cols);
-  return fit == out ? out : DType::F16;
+  return matrix_type(out, cols);
+}
+DType mmproj_type(const Gemma4AudioTensor& t, DType out, int64_t cols) {
+  return t.kind == AudioTensorKind::Matrix ? matrix_type(out, cols) : DType::F32;
 }
 
 std::vector<float> read_f32_array(const nlohmann::json& j, const char* key, std::vector<float> def) {
@@ -64,6 +73,7 @@ void image_norm(const std::string& dir, std::vector<float>& mean, std::vector<fl
   }
 }
 
+// general.* and the vision keys.
 void write_metadata(gguf::Writer& w, const Gemma4VisionConfig& c, const HfConfig& vision, int64_t text_hidden,
                     DType dtype, const std::string& dir) {
   w.set_string("general.architecture", "clip");
@@ -95,10 +105,34 @@ void write_metadata(gguf::Writer& w, const Gemma4VisionConfig& c, const HfConfig
                  c.rope_theta);
 }
 
-// Writes every tensor of the table; `values(t, out)` fills t's HF-layout floats.
-void write_tensors(gguf::Writer& w, const Gemma4VisionConfig& c, int64_t text_hidden, DType dtype, int threads,
-                   const std::function<void(const Gemma4VisionTensor&, std::vector<float>&)>& values) {
-  ThreadPool pool(threads > 0 ? threads : default_thread_count());
+// Adds one tensor: `v` (row-major floats of `shape`) converted to `to` row by row.
+void add_tensor(gguf::Writer& w, ThreadPool& pool, const std::string& name, DType to, const std::vector<int64_t>& shape,
+                const std::vector<float>& v) {
+  const int64_t cols = shape.back();
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+  EV_CHECK((int64_t)v.size() == rows * cols, "mmproj: ", name, " has ", v.size(), " values, expected ", rows * cols);
+  const size_t rb = row_bytes(to, cols);
+  std::vector<uint8_t> bytes(rb * rows);
+  pool.parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) quantize_row(to, v.data() + r * cols, bytes.data() + r * rb, cols);
+  });
+  w.add_tensor(name, to, shape, std::move(bytes));
+}
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// `values(t, out)` fills the HF-layout floats of table entry t.
+template <typename Entry>
+using Values = std::function<void(const Entry&, std::vector<float>&)>;
+
+// Writes every tensor of the vision table.
+void write_vision_tensors(gguf::Writer& w, ThreadPool& pool, const Gemma4VisionConfig& c, int64_t text_hidden,
+                          DType dtype, const Values<Gemma4VisionTensor>& values) {
   for (const Gemma4VisionTensor& t : gemma4_vision_tensors(c, text_hidden)) {
     std::vector<float> v;
     values(t, v);
@@ -116,18 +150,69 @@ void write_tensors(gguf::Writer& w, const Gemma4VisionConfig& c, int64_t text_hi
       v = std::move(conv);
       shape = {D, 3, p, p};
     }
-    const int64_t cols = shape.back();
-    int64_t rows = 1;
-    for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
-    EV_CHECK((int64_t)v.size() == rows * cols, "mmproj: ", t.hf, " has ", v.size(), " values, expected ", rows * cols);
-    const DType to = mmproj_type(t, dtype, cols);
-    const size_t rb = row_bytes(to, cols);
-    std::vector<uint8_t> bytes(rb * rows);
-    pool.parallel_for(rows, 16, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) quantize_row(to, v.data() + r * cols, bytes.data() + r * rb, cols);
-    });
-    w.add_tensor(t.gguf, to, shape, std::move(bytes));
+    add_tensor(w, pool, t.gguf, mmproj_type(t, dtype, shape.back()), shape, v);
   }
+}
+
+// The audio table likewise (conversion/gemma.py Gemma4VisionAudioModel.modify_tensors: scalars
+// become [1], the depthwise kernel loses its unit axis, per_dim_scale is stored as softplus).
+void write_audio_tensors(gguf::Writer& w, ThreadPool& pool, const Gemma4AudioConfig& c, int64_t text_hidden,
+                         DType dtype, const Values<Gemma4AudioTensor>& values) {
+  for (const Gemma4AudioTensor& t : gemma4_audio_tensors(c, text_hidden)) {
+    std::vector<float> v;
+    values(t, v);
+    if (t.kind == AudioTensorKind::PerDimScale)
+      for (float& x : v) x = gemma4_audio_softplus(x);
+    add_tensor(w, pool, t.gguf, mmproj_type(t, dtype, t.gguf_shape.back()), t.gguf_shape, v);
+  }
+}
+
+const char* hf_activation_name(ops::Activation a) {
+  switch (a) {
+    case ops::Activation::Silu: return "silu";
+    case ops::Activation::GeluTanh: return "gelu_pytorch_tanh";
+    case ops::Activation::Gelu: return "gelu";
+  }
+  return "silu";
+}
+
+// The audio keys (conversion/base.py MmprojModel.set_gguf_parameters and Gemma4VisionAudioModel's:
+// clip.has_audio_encoder, clip.audio.*, projector type gemma4a). num_mel_bins is the tower's
+// (subsampling_conv_channels[0]; the converter writes input_feat_size, absent from Gemma 4
+// configs, i.e. its default 128, which is what the released towers take) and the epsilon the
+// config's rms_norm_eps (the converter looks up layer_norm_eps, absent too, and writes 1e-6, the
+// released value). Settings llama.cpp fixes are written only where the tower differs.
+void write_audio_metadata(gguf::Writer& w, const Gemma4AudioConfig& c, int64_t text_hidden) {
+  w.set_bool("clip.has_audio_encoder", true);
+  w.set_u32("clip.audio.projection_dim", (uint32_t)text_hidden);
+  w.set_u32("clip.audio.embedding_length", (uint32_t)c.hidden);
+  w.set_u32("clip.audio.feed_forward_length", (uint32_t)(4 * c.hidden));
+  w.set_u32("clip.audio.block_count", (uint32_t)c.n_layers);
+  w.set_u32("clip.audio.attention.head_count", (uint32_t)c.n_heads);
+  w.set_string("clip.audio.projector_type", "gemma4a");
+  w.set_u32("clip.audio.num_mel_bins", (uint32_t)c.n_mel);
+  w.set_f32("clip.audio.attention.layer_norm_epsilon", c.rms_eps);
+  for (const Gemma4AudioMmprojSetting& s : gemma4_audio_mmproj_settings()) {
+    const double v = s.get(c);
+    if (v == s.llamacpp || (!s.integer && (float)v == (float)s.llamacpp)) continue;
+    if (s.integer)
+      w.set_u32(s.key, (uint32_t)v);
+    else
+      w.set_f32(s.key, (float)v);
+    std::fprintf(stderr, "mmproj: warning: llama.cpp fixes the audio setting %s at %g (this tower: %g)\n", s.key,
+                 s.llamacpp, v);
+  }
+  if (c.act != ops::Activation::Silu) {
+    w.set_string("edgevl.audio.hidden_act", hf_activation_name(c.act));
+    std::fprintf(stderr, "mmproj: warning: llama.cpp's audio tower uses silu (this tower: %s)\n",
+                 hf_activation_name(c.act));
+  }
+  if (c.conv_kernel != 5)
+    std::fprintf(stderr, "mmproj: warning: llama.cpp pads the audio depthwise conv for kernel 5 (this tower: %lld)\n",
+                 (long long)c.conv_kernel);
+  if (std::fabs(c.rms_eps - 1e-6f) > 1e-12f)
+    std::fprintf(stderr, "mmproj: warning: llama.cpp fixes the audio RMSNorm epsilon at 1e-6 (this tower: %g)\n",
+                 (double)c.rms_eps);
 }
 
 uint64_t splitmix64(uint64_t& s) {
@@ -144,68 +229,113 @@ uint64_t name_seed(const std::string& name, uint64_t seed) {
   return h;
 }
 
+// v ~ N(mean, sd), from the stream `s`.
+void fill_normal(std::vector<float>& v, float mean, float sd, uint64_t& s) {
+  const int64_t n = (int64_t)v.size();
+  for (int64_t i = 0; i < n; i += 2) {
+    const double u1 = uniform(s), u2 = uniform(s), r = std::sqrt(-2.0 * std::log(u1));
+    v[i] = mean + sd * (float)(r * std::cos(2 * M_PI * u2));
+    if (i + 1 < n) v[i + 1] = mean + sd * (float)(r * std::sin(2 * M_PI * u2));
+  }
+}
+
+// A clip bound that clamps the tails only: |x| beyond 3..6 (inputs are RMS-normed, ~1).
+float random_clip_bound(const std::string& name, uint64_t& s) {
+  const double m = 3.0 + 3.0 * uniform(s);
+  return (float)(name.ends_with("_min") ? -m : m);
+}
+
+// The towers a Gemma4ForConditionalGeneration config.json has, read for the writer.
+struct Towers {
+  HfConfig vision_hf, audio_hf;
+  Gemma4VisionConfig vision;
+  Gemma4AudioConfig audio;
+  bool has_audio = false;
+  int64_t text_hidden = 0;
+};
+Towers read_towers(const HfConfig& hf) {
+  EV_CHECK(hf.get_string("model_type", "gemma4") == "gemma4" && hf.has("vision_config") && hf.has("text_config"),
+           hf.path(), ": an mmproj needs a Gemma4ForConditionalGeneration config (vision_config and text_config)");
+  Towers t;
+  t.vision_hf = hf.sub("vision_config");
+  t.vision = gemma4_vision_config_from_hf(t.vision_hf);
+  t.has_audio = hf.has("audio_config");
+  if (t.has_audio) {
+    t.audio_hf = hf.sub("audio_config");
+    t.audio = gemma4_audio_config_from_hf(t.audio_hf);
+  }
+  t.text_hidden = hf.sub("text_config").get_int("hidden_size", 0);
+  EV_CHECK(t.text_hidden > 0, hf.path(), ": text_config has no hidden_size");
+  return t;
+}
+
+// The file: keys, then tensors, the audio tower's when the config has one (readers look tensors up
+// by name, so their order is free).
+void write_mmproj(const Towers& t, const std::string& dir, DType dtype, int threads, const std::string& out,
+                  const Values<Gemma4VisionTensor>& vision_values, const Values<Gemma4AudioTensor>& audio_values) {
+  gguf::Writer w;
+  write_metadata(w, t.vision, t.vision_hf, t.text_hidden, dtype, dir);
+  if (t.has_audio) write_audio_metadata(w, t.audio, t.text_hidden);
+  ThreadPool pool(threads > 0 ? threads : default_thread_count());
+  write_vision_tensors(w, pool, t.vision, t.text_hidden, dtype, vision_values);
+  if (t.has_audio) write_audio_tensors(w, pool, t.audio, t.text_hidden, dtype, audio_values);
+  w.write(out);
+}
+
 }  // namespace
 
 void convert_gemma4_mmproj(const std::string& hf_dir, const std::string& out, DType dtype, int threads) {
   auto src = ModelSource::open(hf_dir);
   EV_CHECK(!src->is_gguf(), hf_dir, ": already a GGUF file");
-  const HfConfig& hf = src->hf();
-  EV_CHECK(hf.get_string("model_type", "") == "gemma4" && hf.has("vision_config"), hf_dir,
-           ": not a Gemma4ForConditionalGeneration folder with a vision_config");
-  const HfConfig vision = hf.sub("vision_config");
-  const Gemma4VisionConfig c = gemma4_vision_config_from_hf(vision);
-  const int64_t text_hidden = hf.sub("text_config").get_int("hidden_size", 0);
-  EV_CHECK(text_hidden > 0, hf_dir, ": text_config has no hidden_size");
-  gguf::Writer w;
-  write_metadata(w, c, vision, text_hidden, dtype, hf_dir);
-  write_tensors(w, c, text_hidden, dtype, threads, [&](const Gemma4VisionTensor& t, std::vector<float>& v) {
-    const TensorRef* r = src->find(t.hf);
-    EV_CHECK(r, hf_dir, ": missing ", t.hf);
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    EV_CHECK(r->numel() == n, hf_dir, ": ", t.hf, " has ", r->numel(), " values, expected ", n);
+  const Towers t = read_towers(src->hf());
+  auto read = [&](const std::string& name, const std::vector<int64_t>& shape, std::vector<float>& v) {
+    const TensorRef* r = src->find(name);
+    EV_CHECK(r, hf_dir, ": missing ", name);
+    const int64_t n = numel(shape);
+    EV_CHECK(r->numel() == n, hf_dir, ": ", name, " has ", r->numel(), " values, expected ", n);
     v.resize(n);
     dequantize_row(r->dtype, r->data, v.data(), n);
-  });
-  w.write(out);
+  };
+  write_mmproj(
+      t, hf_dir, dtype, threads, out,
+      [&](const Gemma4VisionTensor& x, std::vector<float>& v) { read(x.hf, x.shape, v); },
+      [&](const Gemma4AudioTensor& x, std::vector<float>& v) { read(x.hf, x.shape, v); });
 }
 
 void init_gemma4_mmproj(const HfConfig& hf, const std::string& out, DType dtype, uint64_t seed, int threads) {
-  EV_CHECK(hf.has("vision_config") && hf.has("text_config"), hf.path(),
-           ": an mmproj needs a Gemma4ForConditionalGeneration config (vision_config and text_config)");
-  const HfConfig vision = hf.sub("vision_config");
-  const Gemma4VisionConfig c = gemma4_vision_config_from_hf(vision);
-  const int64_t text_hidden = hf.sub("text_config").get_int("hidden_size", 0);
-  EV_CHECK(text_hidden > 0, hf.path(), ": text_config has no hidden_size");
-  const float std_dev = (float)vision.get_float("initializer_range", 0.02);
+  const Towers t = read_towers(hf);
+  const float vision_sd = (float)t.vision_hf.get_float("initializer_range", 0.02);
+  const float audio_sd = (float)t.audio_hf.get_float("initializer_range", 0.02);
   // q/k norms carry attention's 1/sqrt(d) (scale 1): start them at d^-1/4 each so random scores
   // look like a standard transformer's instead of saturating every softmax.
-  const float qk_norm = (float)std::pow((double)c.head_dim, -0.25);
-  gguf::Writer w;
-  write_metadata(w, c, vision, text_hidden, dtype, std::filesystem::path(hf.path()).parent_path().string());
-  write_tensors(w, c, text_hidden, dtype, threads, [&](const Gemma4VisionTensor& t, std::vector<float>& v) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    v.resize(n);
-    uint64_t s = name_seed(t.hf, seed);
-    if (t.kind == VisionTensorKind::Clip) {
-      // Bounds that clamp the tails only: |x| beyond 3..6 (inputs are RMS-normed, ~1).
-      const double m = 3.0 + 3.0 * uniform(s);
-      v[0] = (float)(t.hf.ends_with("_min") ? -m : m);
-      return;
-    }
-    float mean = 0, sd = std_dev;
-    if (t.kind == VisionTensorKind::Vector) {
-      mean = t.hf.ends_with("q_norm.weight") || t.hf.ends_with("k_norm.weight") ? qk_norm : 1.0f;
-      if (t.hf.ends_with("std_bias")) mean = 0;
-    }
-    for (int64_t i = 0; i < n; i += 2) {
-      const double u1 = uniform(s), u2 = uniform(s), r = std::sqrt(-2.0 * std::log(u1));
-      v[i] = mean + sd * (float)(r * std::cos(2 * M_PI * u2));
-      if (i + 1 < n) v[i + 1] = mean + sd * (float)(r * std::sin(2 * M_PI * u2));
-    }
-  });
-  w.write(out);
+  const float qk_norm = (float)std::pow((double)t.vision.head_dim, -0.25);
+  write_mmproj(
+      t, std::filesystem::path(hf.path()).parent_path().string(), dtype, threads, out,
+      [&](const Gemma4VisionTensor& x, std::vector<float>& v) {
+        v.resize(numel(x.shape));
+        uint64_t s = name_seed(x.hf, seed);
+        if (x.kind == VisionTensorKind::Clip) {
+          v[0] = random_clip_bound(x.hf, s);
+          return;
+        }
+        float mean = 0;
+        if (x.kind == VisionTensorKind::Vector) {
+          mean = x.hf.ends_with("q_norm.weight") || x.hf.ends_with("k_norm.weight") ? qk_norm : 1.0f;
+          if (x.hf.ends_with("std_bias")) mean = 0;
+        }
+        fill_normal(v, mean, vision_sd, s);
+      },
+      // Norms near 1; per_dim_scale near HF's 0 (softplus 0.69), the output bias near 0.
+      [&](const Gemma4AudioTensor& x, std::vector<float>& v) {
+        v.resize(numel(x.shape));
+        uint64_t s = name_seed(x.hf, seed);
+        if (x.kind == AudioTensorKind::Clip) {
+          v[0] = random_clip_bound(x.hf, s);
+          return;
+        }
+        const bool norm = x.kind == AudioTensorKind::Vector && !x.hf.ends_with(".bias");
+        fill_normal(v, norm ? 1.0f : 0.0f, audio_sd, s);
+      });
 }
 
 }  // namespace edgevl

@@ -1,11 +1,13 @@
-// Gemma 4 vision mmproj files as llama.cpp's converter writes them (convert_hf_to_gguf.py --mmproj,
+// Gemma 4 mmproj files as llama.cpp's converter writes them (convert_hf_to_gguf.py --mmproj,
 // conversion/gemma.py Gemma4VisionAudioModel): general.architecture "clip", general.type
-// "mmproj", the clip.vision.* keys, projector type "gemma4v", and the vision tower under
-// v.* / mm.* names (gemma4_vision_tensors()). Types follow the converter's --outtype: matrices in
-// the chosen type (F32/F16/BF16/Q8_0, or any block type edgevl writes), the position table,
-// vectors and clip bounds in F32, the patch embedding F16 for F16 output and F32 otherwise.
-// Only the vision part: a config with audio_config gets a vision-only file (the converter would
-// add the audio tower to the same file).
+// "mmproj"; the vision tower (clip.has_vision_encoder, clip.vision.* keys, projector type
+// "gemma4v", v.* / mm.* tensors, gemma4_vision_tensors()) and, when the config has an
+// audio_config, the audio tower in the same file (clip.has_audio_encoder, clip.audio.* keys,
+// projector type "gemma4a", a.* / mm.a.* tensors, gemma4_audio_tensors()). Types follow the
+// converter's --outtype: matrices in the chosen type (F32/F16/BF16/Q8_0, or any block type edgevl
+// writes; F16 where a row does not fit its blocks), vectors, norms, clip bounds, the vision
+// position table, the audio conv kernels and the audio subsampler's projection in F32, the vision
+// patch embedding F16 for F16 output and F32 otherwise.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,7 +17,7 @@
 
 namespace edgevl {
 
-// The vision tower of an HF Gemma4ForConditionalGeneration folder, converted.
+// The towers of an HF Gemma4ForConditionalGeneration folder, converted.
 void convert_gemma4_mmproj(const std::string& hf_dir, const std::string& out, DType dtype, int threads = 0);
 
 // Random weights at the shapes of `config` (a Gemma4ForConditionalGeneration config.json):

@@ -89,34 +89,66 @@ class Gemma4Model : public CausalLM {
     if (audio_) register_weights(audio_->weights_by_hf_name());
   }
 
-  // llama.cpp's split: a text GGUF plus the mmproj its converter writes. The mmproj holds the
-  // vision tower (gemma4v); placeholder ids come from the text file's vocabulary, or the released
-  // Gemma 4 ids where it lacks the strings (files written by `edgevl init`).
+  // llama.cpp's split: a text GGUF plus the mmproj its converter writes, holding the vision tower
+  // (clip.has_vision_encoder, gemma4v) and/or the audio tower (clip.has_audio_encoder, gemma4a).
+  // Placeholder ids come from the text file's vocabulary, or the released Gemma 4 ids where it
+  // lacks the strings (files written by `edgevl init`).
   void attach_mmproj(const std::string& path) override {
     auto src = ModelSource::open(path);
     EV_CHECK(src->is_gguf() && src->architecture() == "clip", path, ": not an mmproj GGUF (general.architecture '",
              src->architecture(), "', expected 'clip')");
-    int64_t text_hidden = 0;
-    Gemma4VisionConfig vc = gemma4_vision_config_from_mmproj(src->gguf(), &text_hidden);
-    EV_CHECK(text_hidden == cfg_.hidden, path, ": projects to ", text_hidden, " dimensions; the text model has ",
-             cfg_.hidden);
-    auto vision = std::make_unique<Gemma4VisionEncoder>(*src, std::move(vc), cfg_.hidden);
-    EV_CHECK(!vision_, path, ": the model already has a vision tower");
+    EV_CHECK(!mmproj_, path, ": the model already has an mmproj attached");
+    const gguf::File& f = src->gguf();
+    const bool has_vision = f.get_bool("clip.has_vision_encoder").value_or(false);
+    const bool has_audio = f.get_bool("clip.has_audio_encoder").value_or(false);
+    EV_CHECK(has_vision || has_audio, path, ": the mmproj has no vision or audio encoder");
+    EV_CHECK(!(has_vision && vision_), path, ": the model already has a vision tower");
+    EV_CHECK(!(has_audio && audio_), path, ": the model already has an audio tower");
+    auto fits = [&](int64_t text_hidden, const char* tower) {
+      EV_CHECK(text_hidden == cfg_.hidden, path, ": the ", tower, " tower projects to ", text_hidden,
+               " dimensions; the text model has ", cfg_.hidden);
+    };
+    // Both towers are built before either is attached: a bad file leaves the model as it was.
+    std::unique_ptr<Gemma4VisionEncoder> vision;
+    std::unique_ptr<Gemma4AudioEncoder> audio;
+    if (has_vision) {
+      int64_t text_hidden = 0;
+      Gemma4VisionConfig vc = gemma4_vision_config_from_mmproj(f, &text_hidden);
+      fits(text_hidden, "vision");
+      vision = std::make_unique<Gemma4VisionEncoder>(*src, std::move(vc), cfg_.hidden);
+    }
+    if (has_audio) {
+      int64_t text_hidden = 0;
+      Gemma4AudioConfig ac = gemma4_audio_config_from_mmproj(f, &text_hidden);
+      fits(text_hidden, "audio");
+      audio = std::make_unique<Gemma4AudioEncoder>(*src, std::move(ac), cfg_.hidden);
+    }
     mmproj_ = std::move(src);
-    vision_ = std::move(vision);
-    register_weights(vision_->weights_by_hf_name());
-    if (tokens_.image < 0) {
-      std::vector<std::string> vocab;
-      if (source_->is_gguf())
-        vocab = source_->gguf().get_string_array("tokenizer.ggml.tokens").value_or(std::vector<std::string>{});
-      auto id = [&](const char* piece, int32_t released) {
-        for (size_t i = 0; i < vocab.size(); ++i)
-          if (vocab[i] == piece) return (int32_t)i;
-        return released < cfg_.vocab ? released : -1;
-      };
-      tokens_.image = id("<|image|>", 258880);
-      tokens_.begin_image = id("<|image>", 255999);
-      tokens_.end_image = id("<image|>", 258882);
+    std::vector<std::string> vocab;
+    if (source_->is_gguf())
+      vocab = source_->gguf().get_string_array("tokenizer.ggml.tokens").value_or(std::vector<std::string>{});
+    auto id = [&](const char* piece, int32_t released) {
+      for (size_t i = 0; i < vocab.size(); ++i)
+        if (vocab[i] == piece) return (int32_t)i;
+      return released < cfg_.vocab ? released : -1;
+    };
+    if (vision) {
+      vision_ = std::move(vision);
+      register_weights(vision_->weights_by_hf_name());
+      if (tokens_.image < 0) {
+        tokens_.image = id("<|image|>", 258880);
+        tokens_.begin_image = id("<|image>", 255999);
+        tokens_.end_image = id("<image|>", 258882);
+      }
+    }
+    if (audio) {
+      audio_ = std::move(audio);
+      register_weights(audio_->weights_by_hf_name());
+      if (tokens_.audio < 0) {
+        tokens_.audio = id("<|audio|>", 258881);
+        tokens_.begin_audio = id("<|audio>", 256000);
+        tokens_.end_audio = id("<audio|>", 258883);
+      }
     }
   }
 
