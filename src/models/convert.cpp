@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/quants.h"
+#include "models/gemma4/gemma4_layout.h"
 #include "models/layout.h"
 
 namespace edgevl {
@@ -37,6 +38,9 @@ void convert_hf_to_gguf(const std::string& hf_dir, const std::string& out, DType
   for (const char* f : {"tokenizer.json", "tokenizer.model"})
     EV_CHECK(!fs::exists(fs::path(hf_dir) / f), hf_dir, ": has ", f,
              "; converting a Hugging Face tokenizer to GGUF is not supported yet (the tokenizer issue adds it)");
+  // Gemma 4's decoder is not Llama-like (per-layer shapes, experts): its own writer converts it.
+  const std::string type = src->hf().get_string("model_type", "");
+  if (type == "gemma4_text" || type == "gemma4") return convert_gemma4_text_to_gguf(hf_dir, out, dtype, threads);
   const DecoderLayout L = decoder_layout_from_hf(src->hf());
   const bool permute_qk = L.gguf_arch == "llama" || L.gguf_arch == "granite";
   gguf::Writer w;

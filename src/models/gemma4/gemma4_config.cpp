@@ -138,8 +138,16 @@ Gemma4TextConfig gemma4_text_config_from_gguf(const gguf::File& g) {
     EV_CHECK(ple && ple->shape.size() == 2, where, ": missing per_layer_token_embd.weight");
     c.ple_vocab = ple->shape[0];
   }
-  EV_CHECK(!g.find_tensor("blk.0.ffn_gate_inp.weight"), where,
-           ": Gemma 4 mixture-of-experts GGUF files are not supported yet (load the HF folder)");
+  // Mixture of experts (26B-A4B): the generic expert keys llama.cpp's converter writes
+  // (conversion/base.py: num_experts, top_k_experts; gemma.py: moe_intermediate_size).
+  c.n_experts = g.get_int(a + ".expert_count").value_or(0);
+  const bool has_router = g.find_tensor("blk.0.ffn_gate_inp.weight") != nullptr;
+  EV_CHECK(c.n_experts > 0 || !has_router, where, ": blk.0.ffn_gate_inp.weight is present but ", a,
+           ".expert_count is missing");
+  if (c.n_experts > 0) {
+    c.top_k = req("expert_used_count");
+    c.moe_ffn = req("expert_feed_forward_length");
+  }
 
   // A key may hold one value for every layer or one per layer.
   auto per_layer = [&](const std::string& key, int64_t def) {
@@ -170,8 +178,13 @@ Gemma4TextConfig gemma4_text_config_from_gguf(const gguf::File& g) {
     s.n_kv_heads = kv[l];
     s.ffn = ffn[l];
     // llama.cpp's converter drops v_proj on k_eq_v layers: a global layer without attn_v reads V from K.
-    s.v_from_k = !s.sliding && !g.find_tensor("blk." + std::to_string(l) + ".attn_v.weight") &&
-                 g.find_tensor("blk." + std::to_string(l) + ".attn_k.weight");
+    const std::string blk = "blk." + std::to_string(l) + ".";
+    s.v_from_k = !s.sliding && !g.find_tensor(blk + "attn_v.weight") && g.find_tensor(blk + "attn_k.weight");
+    // llama.cpp also loads separate ffn_gate_exps / ffn_up_exps, which only its NVFP4 conversions
+    // write (per-expert checkpoints); the forward reads HF's fused layout.
+    EV_CHECK(!c.moe() || g.find_tensor(blk + "ffn_gate_up_exps.weight") || !g.find_tensor(blk + "ffn_gate_exps.weight"),
+             where, ": ", blk, "ffn_gate_exps/ffn_up_exps are stored separately; only the fused ", blk,
+             "ffn_gate_up_exps.weight that llama.cpp's converter writes is supported");
   }
   assign_kv_sources(c, g.get_int(a + ".attention.shared_kv_layers").value_or(0), where);
   c.global_head_dim = global_dim;

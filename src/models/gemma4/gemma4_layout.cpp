@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/quants.h"
 #include "models/gemma4/gemma4_tables.h"
 
 namespace edgevl {
@@ -50,6 +54,22 @@ void write_gemma4_metadata(gguf::Writer& w, const Gemma4TextConfig& c, int64_t n
   // Global layers rotate the whole head in llama.cpp, rope_freqs stopping the non-rotating pairs.
   w.set_u32(a + ".rope.dimension_count", (uint32_t)global);
   w.set_u32(a + ".rope.dimension_count_swa", (uint32_t)(sliding * sliding_partial));
+  // conversion/base.py (num_experts, top_k_experts) and gemma.py (moe_intermediate_size).
+  if (c.moe()) {
+    w.set_u32(a + ".expert_count", (uint32_t)c.n_experts);
+    w.set_u32(a + ".expert_used_count", (uint32_t)c.top_k);
+    w.set_u32(a + ".expert_feed_forward_length", (uint32_t)c.moe_ffn);
+  }
+}
+
+// The type llama.cpp's converter gives a tensor (conversion/base.py, prepare_tensors): 1-D
+// tensors, norms, the router (FFN_GATE_INP) and names not ending in ".weight" (the ".scale"
+// vectors) stay F32; the rest take the requested type, rows that do not fit falling back.
+DType converter_type(const std::string& name, const std::vector<int64_t>& shape, DType dtype) {
+  if (shape.size() <= 1 || name.ends_with("_norm.weight") || name.ends_with("ffn_gate_inp.weight") ||
+      !name.ends_with(".weight"))
+    return DType::F32;
+  return type_for_row(dtype, shape.back());
 }
 
 }  // namespace
@@ -99,7 +119,6 @@ ModelLayout gemma4_init_layout(const HfConfig& top) {
   }
   const double sliding_partial = c.rope_sliding.partial_rotary_factor;
   m.gguf_metadata = [c, n_shared, sliding_partial](gguf::Writer& w) {
-    EV_CHECK(!c.moe(), "init: Gemma 4 mixture-of-experts models can only be written as an HF folder for now");
     EV_CHECK(c.ple_dim == 0 || c.ple_vocab == c.vocab, "init: llama.cpp's gemma4 needs vocab_size_per_layer_input (",
              c.ple_vocab, ") equal to vocab_size (", c.vocab, ")");
     for (const Gemma4LayerShape& s : c.layers)
@@ -122,6 +141,51 @@ ModelLayout gemma4_init_layout(const HfConfig& top) {
     m.hf_config = j.dump(2) + "\n";
   }
   return m;
+}
+
+void convert_gemma4_text_to_gguf(const std::string& hf_dir, const std::string& out, DType dtype, int threads) {
+  auto src = ModelSource::open(hf_dir);
+  EV_CHECK(!src->is_gguf(), hf_dir, ": already a GGUF file");
+  for (const char* f : {"tokenizer.json", "tokenizer.model"})
+    EV_CHECK(!std::filesystem::exists(std::filesystem::path(hf_dir) / f), hf_dir, ": has ", f,
+             "; converting a Hugging Face tokenizer to GGUF is not supported yet");
+  const ModelLayout m = gemma4_init_layout(src->hf());
+  gguf::Writer w;
+  m.gguf_metadata(w);
+  w.set_u32("general.file_type", gguf::llama_file_type(dtype));
+  w.set_u32("general.quantization_version", 2);
+  write_synthetic_vocab(w, m.vocab);
+
+  WeightLoader loader(*src);
+  if (src->hf().get_string("model_type", "") == "gemma4") loader.set_hf_prefix("model.", "model.language_model.");
+  ThreadPool pool(threads > 0 ? threads : default_thread_count());
+  for (const LayoutTensor& t : m.tensors) {
+    if (t.gguf.empty()) continue;
+    if (!t.values.empty()) {  // rope_freqs: a table of the config, not a checkpoint weight
+      std::vector<uint8_t> bytes(t.values.size() * sizeof(float));
+      std::memcpy(bytes.data(), t.values.data(), bytes.size());
+      w.add_tensor(t.gguf, DType::F32, t.shape, std::move(bytes));
+      continue;
+    }
+    // Names are expanded already; the loader checks the shape and maps a nested decoder's names.
+    const WeightRef r = loader.load(t.hf.empty() ? nullptr : t.hf.c_str(), t.gguf.c_str(), t.shape, t.flags, -1,
+                                    t.hf_row_offset);
+    if (r.empty()) continue;  // optional and absent (a tied lm_head)
+    const int64_t cols = r.cols(), rows = Tensor::count(r.shape) / cols;
+    const DType to = converter_type(t.gguf, t.shape, dtype);
+    const size_t out_row = row_bytes(to, cols);
+    std::vector<uint8_t> bytes(out_row * rows);
+    const auto* base = static_cast<const uint8_t*>(r.data);
+    pool.parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+      std::vector<float> row(cols);
+      for (int64_t i = b; i < e; ++i) {
+        dequantize_row(r.dtype, base + i * r.row_bytes, row.data(), cols);
+        quantize_row(to, row.data(), bytes.data() + i * out_row, cols);
+      }
+    });
+    w.add_tensor(t.gguf, to, t.shape, std::move(bytes));
+  }
+  w.write(out);
 }
 
 }  // namespace edgevl

@@ -57,15 +57,24 @@ std::vector<WeightSpec<Gemma4LayerWeights>> gemma4_layer_table(const Gemma4TextC
                  kVector});
   }
   if (c.moe()) {
+    // llama.cpp's names (conversion/gemma.py Gemma4Model.modify_tensors, gguf-py tensor_mapping):
+    // router.scale and per_expert_scale become the ".scale" companions of ffn_gate_inp and
+    // ffn_down_exps; the experts keep HF's fused [E, 2I, D] gate-then-up layout as
+    // ffn_gate_up_exps (ggml ne [D, 2I, E]). No values change: Gemma 4 norms are stored as is.
     const int64_t E = c.n_experts, I = c.moe_ffn;
-    t.push_back({&W::router, "model.layers.{L}.router.proj.weight", nullptr, {E, D}});
-    t.push_back({&W::router_scale, "model.layers.{L}.router.scale", nullptr, {D}, kVector});
-    t.push_back({&W::expert_scale, "model.layers.{L}.router.per_expert_scale", nullptr, {E}, kVector});
-    t.push_back({&W::experts_gate_up, "model.layers.{L}.experts.gate_up_proj", nullptr, {E, 2 * I, D}});
-    t.push_back({&W::experts_down, "model.layers.{L}.experts.down_proj", nullptr, {E, D, I}});
-    t.push_back({&W::pre_ffn_norm_2, "model.layers.{L}.pre_feedforward_layernorm_2.weight", nullptr, {D}, kVector});
-    t.push_back({&W::post_ffn_norm_1, "model.layers.{L}.post_feedforward_layernorm_1.weight", nullptr, {D}, kVector});
-    t.push_back({&W::post_ffn_norm_2, "model.layers.{L}.post_feedforward_layernorm_2.weight", nullptr, {D}, kVector});
+    t.push_back({&W::router, "model.layers.{L}.router.proj.weight", "blk.{L}.ffn_gate_inp.weight", {E, D}});
+    t.push_back({&W::router_scale, "model.layers.{L}.router.scale", "blk.{L}.ffn_gate_inp.scale", {D}, kVector});
+    t.push_back({&W::expert_scale, "model.layers.{L}.router.per_expert_scale", "blk.{L}.ffn_down_exps.scale", {E},
+                 kVector});
+    t.push_back({&W::experts_gate_up, "model.layers.{L}.experts.gate_up_proj", "blk.{L}.ffn_gate_up_exps.weight",
+                 {E, 2 * I, D}});
+    t.push_back({&W::experts_down, "model.layers.{L}.experts.down_proj", "blk.{L}.ffn_down_exps.weight", {E, D, I}});
+    t.push_back({&W::pre_ffn_norm_2, "model.layers.{L}.pre_feedforward_layernorm_2.weight",
+                 "blk.{L}.pre_ffw_norm_2.weight", {D}, kVector});
+    t.push_back({&W::post_ffn_norm_1, "model.layers.{L}.post_feedforward_layernorm_1.weight",
+                 "blk.{L}.post_ffw_norm_1.weight", {D}, kVector});
+    t.push_back({&W::post_ffn_norm_2, "model.layers.{L}.post_feedforward_layernorm_2.weight",
+                 "blk.{L}.post_ffw_norm_2.weight", {D}, kVector});
   }
   return t;
 }

@@ -28,7 +28,7 @@ struct Gemma4Weights {
 // Model-level weights. lm_head is optional (tied to embed_tokens when absent); rope_freqs is
 // llama.cpp's proportional-RoPE table (GGUF only; 1 for rotating pairs, 1e30 for the rest).
 std::vector<WeightSpec<Gemma4Weights>> gemma4_model_table(const Gemma4TextConfig& c);
-// Layer l's weights (KV-shared layers list no key/value weights; MoE tensors are HF-only for now).
+// Layer l's weights (KV-shared layers list no key/value weights).
 std::vector<WeightSpec<Gemma4LayerWeights>> gemma4_layer_table(const Gemma4TextConfig& c, int64_t l);
 
 // The text decoder's weights through the two tables; a missing head ties to the embedding table.
