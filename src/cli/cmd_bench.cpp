@@ -37,7 +37,7 @@ void add_bench(CLI::App& app) {
   add_thread_option(cmd, o->threads);
   cmd->add_option("--isa", o->isa, "Kernel set: auto, scalar, avx2, avx512, neon (default: EDGEVL_ISA or auto)");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
-  cmd->add_option("--mmproj", o->mmproj, "llama.cpp mmproj .gguf with the vision tower, for a text-only .gguf model");
+  cmd->add_option("--mmproj", o->mmproj, "llama.cpp mmproj .gguf with the vision and/or audio tower, for a text-only .gguf model");
   cmd->add_option("--image-size", o->image_size,
                   "Vision test: encode an N x N image (N a multiple of patch x pooling, e.g. 768 -> 256 soft tokens)")
       ->check(CLI::Range(0, 1 << 14));

@@ -28,7 +28,7 @@ struct ChatOpts {
 
 void add_chat_options(CLI::App* cmd, ChatOpts& o) {
   cmd->add_option("-m,--model", o.model, "Model folder or .gguf file")->required();
-  cmd->add_option("--mmproj", o.mmproj, "llama.cpp mmproj .gguf with the vision tower, for a text-only .gguf model");
+  cmd->add_option("--mmproj", o.mmproj, "llama.cpp mmproj .gguf with the vision and/or audio tower, for a text-only .gguf model");
   cmd->add_option("--lora", o.lora, "A LoRA adapter folder (PEFT layout, e.g. from `edgevl train`) applied to the model");
   cmd->add_option("--system", o.system, "A system message first");
   cmd->add_option("--chat-template", o.chat_template,

@@ -38,10 +38,11 @@ nlohmann::json processor_json(const std::string& folder, std::string& name) {
 }  // namespace
 
 MediaProcessor::MediaProcessor(const CausalLM& model, const MediaOptions& opt)
-    : MediaProcessor(model.source(), model.info().family, model.has_vision(), model.has_audio(), opt) {}
+    : MediaProcessor(model.source(), model.info().family, model.has_vision(), model.has_audio(),
+                     model.audio_mel_bins(), opt) {}
 
 MediaProcessor::MediaProcessor(const ModelSource& src, const std::string& family, bool vision, bool audio,
-                               const MediaOptions& opt)
+                               int64_t mel_bins, const MediaOptions& opt)
     : src_(src), opt_(opt), vision_(vision), audio_(audio) {
   if (!vision_ && !audio_) return;
   EV_CHECK(family == "gemma4", src.path(), ": media preprocessing for the ", family, " family is not implemented");
@@ -68,6 +69,7 @@ MediaProcessor::MediaProcessor(const ModelSource& src, const std::string& family
     }
   }
   if (audio_ && has_audio) audio_cfg_ = media::Gemma4AudioConfig::from_json(j, name);
+  else if (audio_ && mel_bins > 0) audio_cfg_.feature_size = (int)mel_bins;  // e.g. an mmproj's tower
 }
 
 media::Gemma4ImageFeatures MediaProcessor::preprocess_image(const std::string& path) const {

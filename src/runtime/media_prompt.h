@@ -36,8 +36,10 @@ struct MediaStats {
 class MediaProcessor {
  public:
   MediaProcessor(const CausalLM& model, const MediaOptions& opt);
-  // Without an inference model (training): `family` and which towers the checkpoint has.
-  MediaProcessor(const ModelSource& src, const std::string& family, bool vision, bool audio, const MediaOptions& opt);
+  // Without an inference model (training): `family`, which towers the checkpoint has and the mel
+  // bins its audio tower takes (the feature extractor's size where no processor file says it).
+  MediaProcessor(const ModelSource& src, const std::string& family, bool vision, bool audio, int64_t mel_bins,
+                 const MediaOptions& opt);
 
   bool images_supported() const { return vision_; }
   bool audio_supported() const { return audio_; }

@@ -16,7 +16,9 @@ namespace {
 class ProcessorMediaLoader final : public MediaLoader {
  public:
   ProcessorMediaLoader(std::unique_ptr<ModelSource> src, bool vision, bool audio)
-      : src_(std::move(src)), proc_(*src_, "gemma4", vision, audio, MediaOptions{}),
+      : src_(std::move(src)),
+        proc_(*src_, "gemma4", vision, audio,
+              audio ? gemma4_audio_config_from_hf(src_->hf().sub("audio_config")).n_mel : 0, MediaOptions{}),
         tokens_(gemma4_media_tokens(src_->hf())) {}
 
   MediaTokens tokens() const override { return tokens_; }
