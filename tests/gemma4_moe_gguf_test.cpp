@@ -279,6 +279,16 @@ TEST(Gemma4MoeGguf, InitWritesTheSameLayout) {
   }
   for (const char* k : {"gemma4.expert_count", "gemma4.expert_used_count", "gemma4.expert_feed_forward_length"})
     EXPECT_EQ(ours->get_int(k), conv->get_int(k)) << k;
+  // At a block type, the routers stay F32 as llama.cpp keeps them (its converter and
+  // llama-quantize): from init, and from HF through quantize.
+  opt.gguf = true;
+  opt.dtype = DType::Q8_0;
+  init_random_model(golden_hf(kCase) + "/config.json", dir.file("q8.gguf"), opt);
+  for (const std::string& f : {dir.file("q8.gguf"), converted(DType::Q8_0)}) {
+    auto q = gguf::File::open(f);
+    EXPECT_EQ(q->find_tensor("blk.0.ffn_gate_inp.weight")->dtype, DType::F32) << f;
+    EXPECT_EQ(q->find_tensor("blk.0.ffn_gate_up_exps.weight")->dtype, DType::Q8_0) << f;
+  }
 
   std::vector<int32_t> ids;
   for (int i = 0; i < 24; ++i) ids.push_back((i * 37 + 5) % 512);  // past the sliding window (8)

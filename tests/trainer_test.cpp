@@ -524,7 +524,9 @@ TEST(TrainerData, MediaPartsExpandInOrderAndTruncateWhole) {
                                         t.audio, t.end_audio, t.begin_image, t.image, t.image, t.image, t.end_image}));
   // The loss covers the assistant's turn only, none of the media.
   for (size_t i = 0; i < s.ids.size(); ++i)
-    if (s.loss[i]) EXPECT_TRUE(std::find(runs.begin(), runs.end(), s.ids[i]) == runs.end()) << i;
+    if (s.loss[i]) {
+      EXPECT_TRUE(std::find(runs.begin(), runs.end(), s.ids[i]) == runs.end()) << i;
+    }
   EXPECT_GT(std::count(s.loss.begin(), s.loss.end(), 1), 0);
   const Batch b = collate_sft({&s}, &media);
   EXPECT_EQ(media.appended, (std::vector<std::string>{"/data/a.png", "/abs/c.wav", "/data/b.png"}));

@@ -53,7 +53,7 @@ void add_quantize(CLI::App& app) {
     for (const TensorRef& t : in->tensors()) {
       ++done;
       const bool matrix = t.shape.size() >= 2;
-      const DType to = matrix ? type_for_row(*target, t.shape.back()) : t.dtype;
+      const DType to = !matrix ? t.dtype : gguf::llama_cpp_keeps_f32(t.name) ? DType::F32 : type_for_row(*target, t.shape.back());
       if (to == t.dtype) {
         w.add_tensor(t.name, t.dtype, t.shape, t.data, t.nbytes);
         continue;

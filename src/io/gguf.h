@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -125,6 +126,9 @@ class Writer {
 
 // llama.cpp's general.file_type value (LLAMA_FTYPE_*) for a file whose weights are mostly `t`.
 uint32_t llama_file_type(DType t);
+// Matrices llama.cpp keeps in F32 whatever the file's type (its converter and llama-quantize):
+// mixture-of-experts routers (`ffn_gate_inp.weight`), whose top-k choice rounding would flip.
+inline bool llama_cpp_keeps_f32(std::string_view name) { return name.ends_with("ffn_gate_inp.weight"); }
 
 Value make_string(const std::string& s);
 Value make_u32(uint32_t v);

@@ -112,7 +112,7 @@ void init_random_model(const std::string& config_path, const std::string& out, c
     const InitTensor& t = tensors[i];
     const int64_t cols = t.shape.back(), rows = Tensor::count(t.shape) / cols;
     params += rows * cols;
-    DType type = t.vector || !t.values.empty() ? DType::F32 : opt.dtype;
+    DType type = t.vector || !t.values.empty() || (opt.gguf && gguf::llama_cpp_keeps_f32(t.name)) ? DType::F32 : opt.dtype;
     type = type_for_row(type, cols);
     types[i] = type;
     const size_t rb = row_bytes(type, cols);

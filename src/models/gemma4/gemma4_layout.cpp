@@ -66,7 +66,7 @@ void write_gemma4_metadata(gguf::Writer& w, const Gemma4TextConfig& c, int64_t n
 // tensors, norms, the router (FFN_GATE_INP) and names not ending in ".weight" (the ".scale"
 // vectors) stay F32; the rest take the requested type, rows that do not fit falling back.
 DType converter_type(const std::string& name, const std::vector<int64_t>& shape, DType dtype) {
-  if (shape.size() <= 1 || name.ends_with("_norm.weight") || name.ends_with("ffn_gate_inp.weight") ||
+  if (shape.size() <= 1 || name.ends_with("_norm.weight") || gguf::llama_cpp_keeps_f32(name) ||
       !name.ends_with(".weight"))
     return DType::F32;
   return type_for_row(dtype, shape.back());

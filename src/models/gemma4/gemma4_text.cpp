@@ -30,17 +30,6 @@ namespace {
 using LayerWeights = Gemma4LayerWeights;
 using ModelWeights = Gemma4Weights;
 
-// Rows [first, first + n) of a weight whose leading dimensions are flattened (one expert's slice
-// of a stacked [E, R, C] tensor).
-WeightRef weight_rows(const WeightRef& w, int64_t first, int64_t n) {
-  WeightRef r = w;
-  r.shape = {n, w.cols()};
-  r.data = static_cast<const uint8_t*>(w.data) + first * w.row_bytes;
-  r.packed = nullptr;
-  r.layout = WeightLayout::Gguf;
-  return r;
-}
-
 struct Scratch {
   Tensor x, xn, h, h2, q, k, v, attn, gate, up, ple, ple_in, ple_gate, router, expert_in, expert_out;
 };
@@ -364,8 +353,8 @@ class Gemma4Model : public CausalLM {
       s_.expert_in.resize({n, D});
       s_.expert_out.resize({n, D});
       for (int64_t i = 0; i < n; ++i) std::memcpy(s_.expert_in.row(i), s_.xn.row(routed[e][i].first), D * sizeof(float));
-      gated_mlp(ctx, c.act, I, weight_rows(w.experts_gate_up, e * 2 * I, I),
-                weight_rows(w.experts_gate_up, e * 2 * I + I, I), weight_rows(w.experts_down, e * D, D),
+      gated_mlp(ctx, c.act, I, w.experts_gate_up.rows_slice(e * 2 * I, I),
+                w.experts_gate_up.rows_slice(e * 2 * I + I, I), w.experts_down.rows_slice(e * D, D),
                 s_.expert_in.data(), n, s_.gate, s_.up, s_.expert_out.data());
       for (int64_t i = 0; i < n; ++i)
         ops::add_scaled(s_.h2.row(routed[e][i].first), s_.expert_out.row(i), routed[e][i].second, D);
