@@ -22,6 +22,7 @@
 #include "models/layout.h"
 #include "models/model.h"
 #include "runtime/sampler.h"
+#include "golden_rows.h"
 #include "test_util.h"
 
 namespace edgevl {
@@ -33,32 +34,11 @@ using test::expect_error;
 using test::golden_hf;
 using test::isas;
 using test::rel_error;
+using test::run_rows;
 using test::TempDir;
 
 const std::string kCase = "gemma4_text_moe";
 
-// Each batch row from an empty cache: every tapped activation and the logits, [B, T, cols].
-std::map<std::string, std::vector<float>> run_rows(CausalLM& model, Context& ctx, const std::vector<int32_t>& ids,
-                                                   int64_t B, int64_t T) {
-  std::map<std::string, std::vector<float>> out;
-  for (int64_t b = 0; b < B; ++b) {
-    auto store = [&](std::string_view name, const float* data, int64_t rows, int64_t cols) {
-      auto& buf = out[std::string(name)];
-      if (buf.empty()) buf.assign(B * T * cols, 0.0f);
-      std::memcpy(&buf[b * T * cols], data, rows * cols * sizeof(float));
-    };
-    const std::vector<int32_t> row(ids.begin() + b * T, ids.begin() + (b + 1) * T);
-    nn::KvCache cache = model.new_cache(T);
-    ForwardRequest req;
-    req.tokens = row;
-    req.all_logits = true;
-    req.tap = store;
-    Tensor logits;
-    model.forward(ctx, cache, req, logits);
-    store("logits", logits.data(), logits.dim(0), logits.dim(1));
-  }
-  return out;
-}
 
 // One golden conversion per type, shared by the tests (the F32 file is also the malformed tests' base).
 std::string converted(DType t) {

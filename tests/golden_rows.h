@@ -1,8 +1,13 @@
-// Inference against training goldens: the KV-cached forward of a model on every unpadded row of a
-// golden batch, compared with golden logits [B, T, V] (e.g. lora.logits with an adapter attached).
+// The KV-cached forward of a model over the rows of a golden batch: every activation collected in the
+// goldens' layout (run_rows), or compared with golden logits [B, T, V] on the unpadded rows
+// (compare_unpadded_rows, e.g. lora.logits with an adapter attached).
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/model.h"
@@ -63,6 +68,30 @@ inline RowsCompared compare_unpadded_rows(CausalLM& model, const train::Batch& b
     ++r.rows;
   }
   return r;
+}
+
+// Runs each batch row from an empty cache and collects every tapped activation and the logits,
+// laid out [B, T, cols] like the goldens.
+inline std::map<std::string, std::vector<float>> run_rows(CausalLM& model, Context& ctx, const std::vector<int32_t>& ids,
+                                                   int64_t B, int64_t T) {
+  std::map<std::string, std::vector<float>> out;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int32_t> row(ids.begin() + b * T, ids.begin() + (b + 1) * T);
+    auto store = [&](std::string_view name, const float* data, int64_t rows, int64_t cols) {
+      auto& buf = out[std::string(name)];
+      if (buf.empty()) buf.assign(B * T * cols, 0.0f);
+      std::memcpy(&buf[b * T * cols], data, rows * cols * sizeof(float));
+    };
+    nn::KvCache cache = model.new_cache(T);
+    ForwardRequest req;
+    req.tokens = row;
+    req.all_logits = true;
+    req.tap = store;
+    Tensor logits;
+    model.forward(ctx, cache, req, logits);
+    store("logits", logits.data(), logits.dim(0), logits.dim(1));
+  }
+  return out;
 }
 
 }  // namespace edgevl::test

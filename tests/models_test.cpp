@@ -21,6 +21,7 @@
 #include "models/layout.h"
 #include "models/model.h"
 #include "runtime/sampler.h"
+#include "golden_rows.h"
 #include "test_util.h"
 
 namespace edgevl {
@@ -32,30 +33,8 @@ using test::golden_hf;
 using test::isas;
 using test::golden_llamacpp;
 using test::rel_error;
+using test::run_rows;
 
-// Runs each batch row from an empty cache and collects every tapped activation and the logits,
-// laid out [B, T, cols] like the goldens.
-std::map<std::string, std::vector<float>> run_rows(CausalLM& model, Context& ctx, const std::vector<int32_t>& ids,
-                                                   int64_t B, int64_t T) {
-  std::map<std::string, std::vector<float>> out;
-  for (int64_t b = 0; b < B; ++b) {
-    std::vector<int32_t> row(ids.begin() + b * T, ids.begin() + (b + 1) * T);
-    auto store = [&](std::string_view name, const float* data, int64_t rows, int64_t cols) {
-      auto& buf = out[std::string(name)];
-      if (buf.empty()) buf.assign(B * T * cols, 0.0f);
-      std::memcpy(&buf[b * T * cols], data, rows * cols * sizeof(float));
-    };
-    nn::KvCache cache = model.new_cache(T);
-    ForwardRequest req;
-    req.tokens = row;
-    req.all_logits = true;
-    req.tap = store;
-    Tensor logits;
-    model.forward(ctx, cache, req, logits);
-    store("logits", logits.data(), logits.dim(0), logits.dim(1));
-  }
-  return out;
-}
 
 // Greedy decoding of n tokens after `prompt`, with the cache (the generate path).
 std::vector<int32_t> greedy(CausalLM& model, Context& ctx, const std::vector<int32_t>& prompt, int n) {

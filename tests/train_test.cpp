@@ -432,8 +432,10 @@ std::map<std::string, double> kernel_spread(const TrainDumpOptions& o, const saf
 }
 
 // Runs train_dump on a golden case with its adapter and 3 AdamW steps, and checks every group
-// against the goldens (lora.adamw.final.* by check_adamw_against_golden).
-void check_train_case(const std::string& c, size_t adamw_tensors) {
+// against the goldens. With `noise_allowances` (the Gemma 4 cases), tensors may use the measured
+// float32-noise rules of check_against_golden (kernel_spread) and check_adamw_against_golden;
+// without, every tensor is held to 1e-4.
+void check_train_case(const std::string& c, size_t adamw_tensors, bool noise_allowances) {
   const std::string dir = train_case(c);
   auto golden = safetensors::File::open(dir + "/golden.safetensors");
   Context ctx(2);
@@ -442,38 +444,29 @@ void check_train_case(const std::string& c, size_t adamw_tensors) {
   o.lora_dir = dir + "/lora_adapter";
   o.adamw_steps = 3;  // golden.json lora.adamw: torch.optim.AdamW defaults but weight_decay 0.01 (also the default)
   std::vector<NamedTensor> all = train_dump(ctx, o, *golden), ours, adamw;
-  const std::map<std::string, double> spread = kernel_spread(o, *golden, all);
-  for (NamedTensor& t : all) (t.name.rfind("lora.adamw.final.", 0) == 0 ? adamw : ours).push_back(std::move(t));
+  const std::map<std::string, double> spread =
+      noise_allowances ? kernel_spread(o, *golden, all) : std::map<std::string, double>{};
+  for (NamedTensor& t : all)
+    (noise_allowances && t.name.rfind("lora.adamw.final.", 0) == 0 ? adamw : ours).push_back(std::move(t));
   check_against_golden(ours, *golden,
                        {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
-                        "lora.adamw.losses_before_step", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen",
-                        "dpo.rejected", "dpo.grad.", "grpo.loss", "grpo.advantages", "grpo.per_token",
-                        "grpo.entropies", "grpo.coef_1", "grpo.grad."},
+                        noise_allowances ? "lora.adamw.losses_before_step" : "lora.adamw.", "dpo.loss", "dpo.policy",
+                        "dpo.ref", "dpo.chosen", "dpo.rejected", "dpo.grad.", "grpo.loss", "grpo.advantages",
+                        "grpo.per_token", "grpo.entropies", "grpo.coef_1", "grpo.grad."},
                        spread);
-  check_adamw_against_golden(adamw, *golden, adamw_tensors);
+  if (noise_allowances) check_adamw_against_golden(adamw, *golden, adamw_tensors);
+  else EXPECT_EQ(std::count_if(ours.begin(), ours.end(),
+                               [](const NamedTensor& t) { return t.name.rfind("lora.adamw.final.", 0) == 0; }),
+                 (long)adamw_tensors);
 }
 
-TEST(TrainGolden, LlamaSftLoraAdamW) {
-  const std::string dir = train_case("llama");
-  auto golden = safetensors::File::open(dir + "/golden.safetensors");
-  Context ctx(2);
-  TrainDumpOptions o;
-  o.model = dir;
-  o.lora_dir = dir + "/lora_adapter";
-  o.adamw_steps = 3;  // golden.json lora.adamw: torch.optim.AdamW defaults but weight_decay 0.01 (also the default)
-  const auto ours = train_dump(ctx, o, *golden);
-  check_against_golden(ours, *golden,
-                       {"sft.loss", "sft.logits", "sft.grad.", "lora.logits", "lora.sft_loss", "lora.grad.",
-                        "lora.adamw.", "dpo.loss", "dpo.policy", "dpo.ref", "dpo.chosen", "dpo.rejected", "dpo.grad.",
-                        "grpo.loss", "grpo.advantages", "grpo.per_token", "grpo.entropies", "grpo.coef_1",
-                        "grpo.grad."});
-}
+TEST(TrainGolden, LlamaSftLoraAdamW) { check_train_case("llama", 28, /*noise_allowances=*/false); }
 
 TEST(TrainGolden, Gemma4TextSftLoraDpoGrpo) {
   // PLE, q/k/v norms, sliding and global layers with their own head sizes, KV sharing (the shared
   // layers' K/V gradient reaches the source layer), double-wide MLP, layer scalars, soft-capping,
   // tied embeddings.
-  check_train_case("gemma4_text", 72);  // 36 adapted modules, A and B
+  check_train_case("gemma4_text", 72, true);  // 36 adapted modules, A and B
 }
 
 TEST(TrainGolden, Gemma4VisionAudioSftLoraDpoGrpo) {
@@ -481,7 +474,7 @@ TEST(TrainGolden, Gemma4VisionAudioSftLoraDpoGrpo) {
   // soft tokens in place of their placeholders (two images, one with padding patches; one clip),
   // clamped linears in both towers, 2-D RoPE and pooling in vision, the Conformer (subsampling
   // convs, chunked relative-position attention, light conv) in audio; LoRA on all three.
-  check_train_case("gemma4", 2 * (36 + 14 + 6));  // adapted modules: 36 decoder, 14 vision, 6 audio
+  check_train_case("gemma4", 2 * (36 + 14 + 6), true);  // adapted modules: 36 decoder, 14 vision, 6 audio
 }
 
 TEST(TrainGolden, Gemma4TextKEqVAgainstInferenceAndFiniteDifferences) {
