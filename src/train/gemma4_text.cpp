@@ -445,7 +445,7 @@ void Gemma4Train::layer_forward(Context& ctx, int64_t l, Tensor& x) {
   s.probs.resize({batch_.B, H, batch_.T, batch_.T});
   resize(s.att, N, H * Dh);
   attention_forward(attention_shape(l), s.q.data(), kv.k.data(), kv.v.data(), key_mask(l), batch_.B, batch_.T,
-                    s.probs.data(), s.att.data());
+                    s.probs.data(), s.att.data(), &ctx.pool);
   resize(s.o, N, D);
   p[kO].forward(ctx, s.att.data(), N, s.o.data());
   Tensor h({N, D});
@@ -615,7 +615,8 @@ void Gemma4Train::layer_backward(Context& ctx, int64_t l, Tensor& dx) {
   p[kO].backward(ctx, s.att.data(), dh.data(), N, datt.data());
   const LayerActs& kv = acts_[sh.kv_source];
   attention_backward(attention_shape(l), datt.data(), s.q.data(), kv.k.data(), kv.v.data(), s.probs.data(),
-                     key_mask(l), batch_.B, batch_.T, dq.data(), dk_[sh.kv_source].data(), dv_[sh.kv_source].data());
+                     key_mask(l), batch_.B, batch_.T, dq.data(), dk_[sh.kv_source].data(), dv_[sh.kv_source].data(),
+                     &ctx.pool);
   rope_rows(l, dq.data(), H, true);
   rms_norm_backward(dq.data(), s.q_raw.data(), w.q_norm.f32(), s.rstd_q.data(), dq_raw.data(), grad(w.q_norm), N * H,
                     Dh);

@@ -137,43 +137,92 @@ inline bool key_visible(const nn::AttentionShape& a, const KeyMask& m, int64_t r
 }
 }  // namespace
 
-void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
-                       const KeyMask& mask, int64_t B, int64_t T, float* probs, float* out) {
-  EV_CHECK(a.softcap == 0.0f, "train: attention soft-capping has no backward yet");
-  const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
-  const int64_t qw = H * Dh, kw = Hkv * Dh;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t kh = h / group;
-      for (int64_t i = 0; i < T; ++i) {
-        float* p = probs + ((b * H + h) * T + i) * T;
-        const float* qi = q + (b * T + i) * qw + h * Dh;
-        bool any = false;
-        for (int64_t j = 0; j < T; ++j) {
-          if (!key_visible(a, mask, b * T, i, j)) {
-            p[j] = -INFINITY;
-            continue;
-          }
-          const float* kj = k + (b * T + j) * kw + kh * Dh;
-          double s = 0;
-          for (int64_t d = 0; d < Dh; ++d) s += (double)qi[d] * kj[d];
-          p[j] = (float)(s * a.scale);
-          any = true;
-        }
-        if (any) {
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < T; ++j) mx = std::max(mx, p[j]);
-          double z = 0;
-          for (int64_t j = 0; j < T; ++j) z += std::exp((double)p[j] - mx);
-          for (int64_t j = 0; j < T; ++j) p[j] = (float)(std::exp((double)p[j] - mx) / z);
-        }
-        else std::fill(p, p + T, 1.0f / T);
-        float* o = out + (b * T + i) * qw + h * Dh;
-        std::fill(o, o + Dh, 0.0f);
-        for (int64_t j = 0; j < T; ++j)
-          if (p[j] != 0.0f) ops::add_scaled(o, v + (b * T + j) * kw + kh * Dh, p[j], Dh);
+namespace {
+
+// Query head h of row b: its softmax rows and output. Scores and softmax in double (the gradients
+// of the deep vision-language goldens amplify their float32 rounding).
+void attention_head_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
+                            const KeyMask& mask, int64_t b, int64_t h, int64_t T, float* probs, float* out) {
+  const int64_t H = a.n_heads, Dh = a.head_dim, kh = h / (H / a.n_kv_heads);
+  const int64_t qw = H * Dh, kw = a.n_kv_heads * Dh;
+  std::vector<double> e(T);
+  for (int64_t i = 0; i < T; ++i) {
+    float* p = probs + ((b * H + h) * T + i) * T;
+    const float* qi = q + (b * T + i) * qw + h * Dh;
+    bool any = false;
+    for (int64_t j = 0; j < T; ++j) {
+      if (!key_visible(a, mask, b * T, i, j)) {
+        p[j] = -INFINITY;
+        continue;
+      }
+      const float* kj = k + (b * T + j) * kw + kh * Dh;
+      double s = 0;
+      for (int64_t d = 0; d < Dh; ++d) s += (double)qi[d] * kj[d];
+      p[j] = (float)(s * a.scale);
+      any = true;
+    }
+    if (any) {
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < T; ++j) mx = std::max(mx, p[j]);
+      double z = 0;
+      for (int64_t j = 0; j < T; ++j) z += e[j] = std::exp((double)p[j] - mx);
+      for (int64_t j = 0; j < T; ++j) p[j] = (float)(e[j] / z);
+    } else {
+      std::fill(p, p + T, 1.0f / T);
+    }
+    float* o = out + (b * T + i) * qw + h * Dh;
+    std::fill(o, o + Dh, 0.0f);
+    for (int64_t j = 0; j < T; ++j)
+      if (p[j] != 0.0f) ops::add_scaled(o, v + (b * T + j) * kw + kh * Dh, p[j], Dh);
+  }
+}
+
+// KV head kh of row b with the query heads of its group: it alone accumulates into that head's
+// dK / dV slices.
+void attention_kv_head_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
+                                const float* v, const float* probs, const KeyMask& mask, int64_t b, int64_t kh,
+                                int64_t T, float* dq, float* dk, float* dv) {
+  const int64_t H = a.n_heads, Dh = a.head_dim, group = H / a.n_kv_heads;
+  const int64_t qw = H * Dh, kw = a.n_kv_heads * Dh;
+  std::vector<double> dp(T);
+  for (int64_t h = kh * group; h < (kh + 1) * group; ++h)
+    for (int64_t i = 0; i < T; ++i) {
+      const float* p = probs + ((b * H + h) * T + i) * T;
+      bool any = false;
+      for (int64_t j = 0; j < T && !any; ++j) any = key_visible(a, mask, b * T, i, j);
+      const float* doi = dout + (b * T + i) * qw + h * Dh;
+      double sum = 0;
+      for (int64_t j = 0; j < T; ++j) {
+        if (p[j] == 0.0f) continue;  // a hidden key: no share of dV, and dS is 0
+        const float* vj = v + (b * T + j) * kw + kh * Dh;
+        double s = 0;
+        for (int64_t d = 0; d < Dh; ++d) s += (double)doi[d] * vj[d];
+        dp[j] = s;
+        sum += (double)p[j] * s;
+        ops::add_scaled(dv + (b * T + j) * kw + kh * Dh, doi, p[j], Dh);
+      }
+      if (!any) continue;  // constant scores: no gradient to q, k
+      const float* qi = q + (b * T + i) * qw + h * Dh;
+      float* dqi = dq + (b * T + i) * qw + h * Dh;
+      for (int64_t j = 0; j < T; ++j) {
+        if (p[j] == 0.0f) continue;
+        const float ds = (float)(p[j] * (dp[j] - sum)) * a.scale;
+        ops::add_scaled(dqi, k + (b * T + j) * kw + kh * Dh, ds, Dh);
+        ops::add_scaled(dk + (b * T + j) * kw + kh * Dh, qi, ds, Dh);
       }
     }
+}
+
+}  // namespace
+
+void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
+                       const KeyMask& mask, int64_t B, int64_t T, float* probs, float* out, ThreadPool* pool) {
+  EV_CHECK(a.softcap == 0.0f, "train: attention soft-capping has no backward yet");
+  const int64_t H = a.n_heads;
+  auto head = [&](int64_t task) { attention_head_forward(a, q, k, v, mask, task / H, task % H, T, probs, out); };
+  if (pool) pool->run_tasks(B * H, head);
+  else
+    for (int64_t task = 0; task < B * H; ++task) head(task);
 }
 
 // P = softmax(S), O = P·V: dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ∘ (dP - Σ_j P dP), dQ += scale·dS·K,
@@ -182,38 +231,14 @@ void attention_forward(const nn::AttentionShape& a, const float* q, const float*
 // gradient through the dtype-min scores; such rows are padding queries, whose loss is ignored).
 void attention_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
                         const float* v, const float* probs, const KeyMask& mask, int64_t B, int64_t T, float* dq,
-                        float* dk, float* dv) {
-  const int64_t H = a.n_heads, Hkv = a.n_kv_heads, Dh = a.head_dim, group = H / Hkv;
-  const int64_t qw = H * Dh, kw = Hkv * Dh;
-  std::vector<double> dp(T);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t kh = h / group;
-      for (int64_t i = 0; i < T; ++i) {
-        const float* p = probs + ((b * H + h) * T + i) * T;
-        bool any = false;
-        for (int64_t j = 0; j < T && !any; ++j) any = key_visible(a, mask, b * T, i, j);
-        const float* doi = dout + (b * T + i) * qw + h * Dh;
-        double sum = 0;
-        for (int64_t j = 0; j < T; ++j) {
-          const float* vj = v + (b * T + j) * kw + kh * Dh;
-          double s = 0;
-          for (int64_t d = 0; d < Dh; ++d) s += (double)doi[d] * vj[d];
-          dp[j] = s;
-          sum += (double)p[j] * s;
-          if (p[j] != 0.0f) ops::add_scaled(dv + (b * T + j) * kw + kh * Dh, doi, p[j], Dh);
-        }
-        if (!any) continue;  // constant scores: no gradient to q, k
-        const float* qi = q + (b * T + i) * qw + h * Dh;
-        float* dqi = dq + (b * T + i) * qw + h * Dh;
-        for (int64_t j = 0; j < T; ++j) {
-          if (p[j] == 0.0f) continue;
-          const float ds = (float)(p[j] * (dp[j] - sum)) * a.scale;
-          ops::add_scaled(dqi, k + (b * T + j) * kw + kh * Dh, ds, Dh);
-          ops::add_scaled(dk + (b * T + j) * kw + kh * Dh, qi, ds, Dh);
-        }
-      }
-    }
+                        float* dk, float* dv, ThreadPool* pool) {
+  const int64_t Hkv = a.n_kv_heads;
+  auto kv_head = [&](int64_t task) {
+    attention_kv_head_backward(a, dout, q, k, v, probs, mask, task / Hkv, task % Hkv, T, dq, dk, dv);
+  };
+  if (pool) pool->run_tasks(B * Hkv, kv_head);
+  else
+    for (int64_t task = 0; task < B * Hkv; ++task) kv_head(task);
 }
 
 namespace {

@@ -58,11 +58,12 @@ struct KeyMask {
 // q [B*T, H*Dh], k/v [B*T, Hkv*Dh]; out [B*T, H*Dh]. probs [B, H, T, T] (softmax rows, kept for the
 // backward). a.softcap must be 0. A query row that sees no key is uniform over all T keys, like
 // HF's eager softmax over a row of dtype-min scores.
+// `pool` (optional) runs the heads in parallel (not from inside another pool task).
 void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
-                       const KeyMask& mask, int64_t B, int64_t T, float* probs, float* out);
+                       const KeyMask& mask, int64_t B, int64_t T, float* probs, float* out, ThreadPool* pool = nullptr);
 void attention_backward(const nn::AttentionShape& a, const float* dout, const float* q, const float* k,
                         const float* v, const float* probs, const KeyMask& mask, int64_t B, int64_t T, float* dq,
-                        float* dk, float* dv);
+                        float* dk, float* dv, ThreadPool* pool = nullptr);
 // Padding only.
 inline void attention_forward(const nn::AttentionShape& a, const float* q, const float* k, const float* v,
                               const uint8_t* key_mask, int64_t B, int64_t T, float* probs, float* out) {

@@ -174,7 +174,7 @@ void LlamaTrain::layer_forward(Context& ctx, int64_t l, Tensor& x) {
   }
   s.probs.resize({B, H, T, T});
   s.att.resize({N, H * Dh});
-  attention_forward(a, s.q.data(), s.k.data(), s.v.data(), key_mask(), B, T, s.probs.data(), s.att.data());
+  attention_forward(a, s.q.data(), s.k.data(), s.v.data(), key_mask(), B, T, s.probs.data(), s.att.data(), &ctx.pool);
   p[kO].forward(ctx, s.att.data(), N, h.data());
   ops::add(x.data(), h.data(), N * D);
   s.x_mid = x;
@@ -225,7 +225,7 @@ void LlamaTrain::backward(Context& ctx, const Tensor& dlogits) {
     // Attention: x_mid = x_in + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = norm(x_in).
     p[kO].backward(ctx, s.att.data(), dx.data(), N, datt.data());
     attention_backward(a, datt.data(), s.q.data(), s.k.data(), s.v.data(), s.probs.data(), key_mask(), B, T,
-                       dq.data(), dk.data(), dv.data());
+                       dq.data(), dk.data(), dv.data(), &ctx.pool);
     for (int64_t i = 0; i < B; ++i) {
       rope_backward(rope_, dq.data() + i * T * H * Dh, T, H, Dh, 0, positions_.data() + i * T);
       rope_backward(rope_, dk.data() + i * T * Hkv * Dh, T, Hkv, Dh, 0, positions_.data() + i * T);
