@@ -97,9 +97,17 @@ class Trainer {
   std::vector<size_t> micro_rows(int64_t k);
   StepStats train_step(int64_t step);
   std::map<std::string, double> evaluate();
-  std::vector<std::vector<int32_t>> sample(const PromptExample& p, int64_t n, uint64_t seed, float temperature);
+  // `files`: the prompt's media, preprocessed (prompt_files).
+  std::vector<std::vector<int32_t>> sample(const PromptExample& p, const Batch& files, int64_t n, uint64_t seed,
+                                           float temperature);
+  // A prompt's media preprocessed once, for the sampler and every completion's training row.
+  Batch prompt_files(const PromptExample& p) const {
+    Batch files;
+    for (const MediaRef& m : p.media) media_->append(m, files);
+    return files;
+  }
   // The prompt with its media's soft tokens from the inference model (its adapter attached).
-  MediaPrompt media_prompt(const PromptExample& p);
+  MediaPrompt media_prompt(const PromptExample& p, const Batch& files);
   void save_checkpoint(int64_t step);
   int64_t restore_checkpoint();
   nlohmann::json fingerprint() const;
@@ -200,12 +208,10 @@ std::vector<size_t> Trainer::micro_rows(int64_t k) {
   return {perm_.begin() + b, perm_.begin() + e};
 }
 
-MediaPrompt Trainer::media_prompt(const PromptExample& p) {
+MediaPrompt Trainer::media_prompt(const PromptExample& p, const Batch& files) {
   MediaPrompt mp;
   mp.tokens = p.prompt;
   if (p.media.empty()) return mp;
-  Batch files;
-  for (const MediaRef& m : p.media) media_->append(m, files);
   CausalLM& model = *engine_->model;
   const MediaTokens ids = model.media_tokens();
   size_t next_image = 0, next_audio = 0;
@@ -240,14 +246,14 @@ MediaPrompt Trainer::media_prompt(const PromptExample& p) {
   return mp;
 }
 
-std::vector<std::vector<int32_t>> Trainer::sample(const PromptExample& p, int64_t n, uint64_t seed,
-                                                  float temperature) {
+std::vector<std::vector<int32_t>> Trainer::sample(const PromptExample& p, const Batch& files, int64_t n,
+                                                  uint64_t seed, float temperature) {
   if (!engine_) {
     engine_ = std::make_unique<Engine>(Engine::load(o_.model, ctx_.pool.size()));
     sampler_lora_ = std::make_unique<AttachedLora>(*engine_->model, lora_);
   }
   // Soft tokens once per call: the towers' adapters (if any) change only between steps.
-  const MediaPrompt prompt = media_prompt(p);
+  const MediaPrompt prompt = media_prompt(p, files);
   std::vector<std::vector<int32_t>> out;
   for (int64_t i = 0; i < n; ++i) {
     Session s(*engine_, (int64_t)prompt.tokens.size() + o_.max_completion_length + 1);
@@ -316,18 +322,16 @@ StepStats Trainer::train_step(int64_t step) {
         for (size_t r = 0; r < rows.size(); ++r) {
           const PromptExample& p = prompt_train_[rows[r]];
           const uint64_t seed = o_.seed + 7919ull * (uint64_t)(step * o_.grad_accum + j) + 104729ull * r;
-          for (auto& c : sample(p, G, seed, o_.temperature)) {
+          const Batch files = prompt_files(p);
+          for (auto& c : sample(p, files, G, seed, o_.temperature)) {
             const std::string text = tokenizer_->decode(c, true);
             double score = 0;
             for (const auto& fn : rewards_) score += fn->score(p.row, text);
             rewards.push_back((float)score);
             prompts.push_back(p.prompt);
-            if (!p.media.empty()) {  // every completion's row carries its prompt's files
-              Batch files;
-              for (const MediaRef& m : p.media) media_->append(m, files);
-              for (BatchImage& im : files.images) g.images.push_back(std::move(im));
-              for (BatchAudio& a : files.audio) g.audio.push_back(std::move(a));
-            }
+            // Every completion's row carries its prompt's files.
+            g.images.insert(g.images.end(), files.images.begin(), files.images.end());
+            g.audio.insert(g.audio.end(), files.audio.begin(), files.audio.end());
             st.completion_length += (double)c.size();
             if (c.empty()) c.push_back(tokenizer_->eos_id() >= 0 ? tokenizer_->eos_id() : 0);  // one scored position
             completions.push_back(std::move(c));
@@ -411,7 +415,7 @@ std::map<std::string, double> Trainer::evaluate() {
       if (prompt_eval_.empty()) break;
       double reward = 0;
       for (const PromptExample& p : prompt_eval_) {
-        const auto c = sample(p, 1, o_.seed, 0.0f);  // greedy
+        const auto c = sample(p, prompt_files(p), 1, o_.seed, 0.0f);  // greedy
         for (const auto& fn : rewards_) reward += fn->score(p.row, tokenizer_->decode(c[0], true));
       }
       m["eval_reward"] = reward / (double)prompt_eval_.size();
